@@ -1,0 +1,1 @@
+"""Console entry points (fer-train, fer-eval, fer-synth)."""

@@ -1,0 +1,8 @@
+"""Shared bits of the console entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# conf/ sits at the repository top level (the package is installed editable from the repo).
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -1,0 +1,39 @@
+"""fer-eval: test a checkpoint on a data set's test split and print the result table."""
+
+from __future__ import annotations
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.results import metrics_table
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Rebuild the model from the checkpoint; image size and normalisation follow its training."""
+    pl.seed_everything(cfg.seed, workers=True)
+    model = FERClassifier.load_from_checkpoint(
+        cfg.ckpt_path, map_location="cpu", pretrained=False, weights=None
+    )
+    datamodule = instantiate(
+        cfg.data,
+        normalize_as=model.hparams.backbone,
+        image_size=model.hparams.image_size or cfg.data.image_size,
+    )
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False)
+    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    print(f"checkpoint: {cfg.ckpt_path}\ndata: {datamodule.root} ({cfg.data.test_split} split)\n")
+    print(metrics_table(metrics))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> float:
+    return evaluate(cfg)["test/macro_f1"]
+
+
+if __name__ == "__main__":
+    main()

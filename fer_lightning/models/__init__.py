@@ -1,0 +1,1 @@
+"""Models: the FER LightningModule and timm backbones."""

@@ -1,0 +1,176 @@
+"""FERClassifier: a timm backbone fine-tuned for the 7 basic emotions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.models.backbones import create_backbone
+from fer_lightning.models.losses import soft_cross_entropy
+from fer_lightning.plots import confusion_matrix_figure
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05) -> LambdaLR:
+    """Linear warm-up then cosine decay to zero, stepped per batch."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return LambdaLR(optimizer, factor)
+
+
+def _metrics(prefix: str) -> MetricCollection:
+    kw = {"num_classes": NUM_CLASSES}
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(average="micro", **kw),
+            "macro_f1": MulticlassF1Score(average="macro", **kw),
+            "f1": MulticlassF1Score(average="none", **kw),
+            "precision": MulticlassPrecision(average="none", **kw),
+            "recall": MulticlassRecall(average="none", **kw),
+            "confusion_matrix": MulticlassConfusionMatrix(**kw),
+        },
+        prefix=prefix,
+    )
+
+
+class FERClassifier(pl.LightningModule):
+    """Fine-tunes a timm backbone with soft-target cross-entropy; logs FER metrics.
+
+    ``image_size`` records the training resolution so evaluation and prediction reuse it.
+    Optimizer and scheduler come as plain ``_target_`` mappings (not partials) so the
+    hyperparameters stored in checkpoints are plain data and load with ``weights_only``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "mobilenetv1_100",
+        pretrained: bool = False,
+        weights: str | None = None,
+        drop_rate: float = 0.2,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        freeze_backbone_epochs: int = 0,
+        label_smoothing: float = 0.1,
+        class_weights: Sequence[float] | None = None,
+        tta_flip: bool = False,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        # plain containers, so checkpoints hold no OmegaConf objects (weights_only loading)
+        optimizer, scheduler, class_weights = (
+            OmegaConf.to_container(v) if isinstance(v, DictConfig | ListConfig) else v
+            for v in (optimizer, scheduler, class_weights)
+        )
+        self.save_hyperparameters(logger=False)
+        self.net = create_backbone(
+            backbone, NUM_CLASSES, pretrained=pretrained, weights=weights, drop_rate=drop_rate
+        )
+        self.optimizer_cfg = dict(optimizer or DEFAULT_OPTIMIZER)
+        self.scheduler_cfg = dict(scheduler) if scheduler else None
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.label_smoothing = label_smoothing
+        self.tta_flip = tta_flip
+        cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+        if cw is not None and cw.numel() != NUM_CLASSES:
+            raise ValueError(f"model.class_weights needs {NUM_CLASSES} values, got {cw.numel()}")
+        self.register_buffer("class_weights", cw, persistent=False)
+        self.val_metrics = _metrics("val/")
+        self.test_metrics = _metrics("test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- transfer learning: head only for the first epochs, then everything ---------
+    def on_train_epoch_start(self) -> None:
+        train_backbone = self.current_epoch >= self.freeze_backbone_epochs
+        head = set(self.net.get_classifier().parameters())
+        for p in self.net.parameters():
+            p.requires_grad_(train_backbone or p in head)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, targets, weights = batch
+        loss = soft_cross_entropy(
+            self(x), targets, weights, self.label_smoothing, self.class_weights
+        )
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> None:
+        x, targets, _ = batch
+        logits = self(x)
+        labels = targets.argmax(dim=1)
+        loss = soft_cross_entropy(logits, targets)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val")
+        metrics.update(logits, labels)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def _log_epoch(self, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        values = metrics.compute()
+        metrics.reset()
+        self.log(f"{stage}/acc", values[f"{stage}/acc"], prog_bar=True)
+        self.log(f"{stage}/macro_f1", values[f"{stage}/macro_f1"], prog_bar=True)
+        per_class = ["f1"] if stage == "val" else ["f1", "precision", "recall"]
+        for name in per_class:
+            for emotion, value in zip(EMOTIONS, values[f"{stage}/{name}"], strict=True):
+                self.log(f"{stage}/{name}_{emotion}", value)
+        return values[f"{stage}/confusion_matrix"]
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        cm = self._log_epoch(self.test_metrics, "test")
+        self.test_confusion_matrix = cm.cpu()
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            fig = confusion_matrix_figure(cm.cpu().numpy(), EMOTIONS, "test")
+            self.logger.experiment.add_figure("test/confusion_matrix", fig, self.global_step)
+
+    # -- prediction (pseudo-labeling, fer-eval) --------------------------------------
+    @torch.no_grad()
+    def predict_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities, averaged with the mirrored image when ``tta_flip``."""
+        probs = self(x).float().softmax(dim=-1)
+        if self.tta_flip:
+            probs = (probs + self(x.flip(-1)).float().softmax(dim=-1)) / 2
+        return probs
+
+    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, index = batch
+        return self.predict_probs(x), index
+
+    def configure_optimizers(self):
+        optimizer = instantiate(self.optimizer_cfg, params=self.parameters())
+        if self.scheduler_cfg is None:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = instantiate(self.scheduler_cfg, optimizer=optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

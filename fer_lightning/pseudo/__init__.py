@@ -1,0 +1,1 @@
+"""Pseudo-label selection: pure functions from teacher probabilities to a pseudo set."""

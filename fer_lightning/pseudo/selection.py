@@ -1,0 +1,470 @@
+"""Pseudo-label selection: teacher probabilities in, the pool rows to add (and how) out.
+
+Pure torch, no Lightning, so every rule is unit-testable on hand-made tensors.
+
+Each strategy is a function ``probs -> keep-mask``; :func:`finalize` then turns any mask
+into a :class:`Selection` (per-class cap, hard or soft targets, weights). :func:`select`
+is the single validated entry point that Hydra configs drive.
+
+Strategies (after DESIGN.md, "Pseudo-label selection in the literature"):
+
+``threshold``
+    Keep rows whose max probability is ``>= threshold`` (Pseudo-Label; FixMatch uses 0.95,
+    our default is 0.9). Simple, but on imbalanced data the majority class dominates.
+``class_threshold``
+    Per-class thresholds from how well the teacher knows each class (FlexMatch, Ada-CM):
+    ``beta_c = score_c / max(score)``, ``tau_c = max(floor, M(beta_c) * threshold)`` with
+    ``M(b) = b`` (``mapping="linear"``) or FlexMatch's ``M(b) = b / (2 - b)``
+    (``mapping="convex"``). A row is kept when its max probability is ``>= tau_{argmax}``,
+    so classes the teacher knows less well get lower thresholds and are not starved.
+``topk``
+    Class-balanced: per predicted class, the ``k`` most confident rows, or ``fraction``
+    of that class's predicted rows (rounded to nearest), optionally only rows with max
+    probability ``>= min_confidence``. With ``target`` the per-class quotas come from a
+    total budget instead (see :func:`class_quotas`).
+
+Ties are broken deterministically: by confidence descending, then pool index ascending.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+STRATEGIES: tuple[str, ...] = ("threshold", "class_threshold", "topk")
+MAPPINGS: tuple[str, ...] = ("linear", "convex")
+TARGETS: tuple[str, ...] = ("uniform", "balance_labeled")
+WEIGHTINGS: tuple[str, ...] = ("confidence", "none")
+
+DEFAULT_THRESHOLD = 0.9
+# Lowest per-class threshold: with 7 classes a row at 0.5 still puts most of its mass on
+# one class. A config value; FlexMatch effectively uses 0, Ada-CM starts near 0.8.
+DEFAULT_FLOOR = 0.5
+
+# Options each strategy reads, beyond the shared ones (soft, temperature, weighting,
+# max_per_class). Setting an option the chosen strategy ignores is an error, so a sweep
+# over it cannot silently produce identical runs.
+_STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "threshold": ("threshold",),
+    "class_threshold": ("threshold", "floor", "mapping"),
+    "topk": ("k", "fraction", "budget", "target", "min_confidence"),
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen pool rows and what the student trains them with (M rows, C classes)."""
+
+    index: Tensor  # int64 [M], indices into the pool, ascending
+    labels: Tensor  # int64 [M], hard pseudo label (argmax)
+    targets: Tensor  # float32 [M, C], one-hot (hard) or sharpened teacher probs (soft)
+    weights: Tensor  # float32 [M], per-sample loss weight: confidence or 1
+    confidence: Tensor  # float32 [M], max teacher probability
+
+    def __len__(self) -> int:
+        return int(self.index.numel())
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Validated selection options, shaped like ``conf/pseudo_label/*.yaml``.
+
+    Strategy-specific options default to ``None`` and are filled with their defaults
+    for the strategy that reads them; setting one the strategy ignores raises.
+    Build it from loose keyword arguments with :meth:`from_options`.
+    """
+
+    strategy: str = "threshold"
+    threshold: float | None = None
+    floor: float | None = None
+    mapping: str | None = None
+    k: int | None = None
+    fraction: float | None = None
+    budget: int | None = None
+    target: str | None = None
+    min_confidence: float | None = None
+    soft: bool = False
+    temperature: float = 1.0
+    weighting: str = "confidence"
+    max_per_class: int | None = None
+
+    @classmethod
+    def from_options(cls, strategy: str = "threshold", **options: object) -> SelectionConfig:
+        """Like the constructor, but an unknown option name is a ValueError listing them."""
+        names = [f.name for f in fields(cls) if f.name != "strategy"]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown selection option(s) {unknown}; valid options: {', '.join(names)}"
+                " (plus the run-time tensors class_score and labeled_counts)"
+            )
+        return cls(strategy=strategy, **options)
+
+    @property
+    def needs_class_score(self) -> bool:
+        """Whether :func:`select` needs the teacher's per-class validation scores."""
+        return self.strategy == "class_threshold"
+
+    @property
+    def needs_labeled_counts(self) -> bool:
+        """Whether :func:`select` needs the labeled set's per-class counts."""
+        return self.target == "balance_labeled"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown selection strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}"
+            )
+        used = _STRATEGY_OPTIONS[self.strategy]
+        for name in sorted({n for opts in _STRATEGY_OPTIONS.values() for n in opts} - set(used)):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"option {name!r} is not used by strategy {self.strategy!r}"
+                    f" (it reads: {', '.join(used)})"
+                )
+        defaults = {
+            "threshold": DEFAULT_THRESHOLD,
+            "floor": DEFAULT_FLOOR,
+            "mapping": "linear",
+            "min_confidence": 0.0,
+        }
+        for name in used:
+            if getattr(self, name) is None and name in defaults:
+                object.__setattr__(self, name, defaults[name])
+        for name in ("threshold", "min_confidence", "fraction"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.strategy == "class_threshold":
+            _check_choice("mapping", self.mapping, MAPPINGS)
+            if not 0.0 <= self.floor <= self.threshold:
+                raise ValueError(
+                    f"floor must be in [0, threshold={self.threshold}], got {self.floor}"
+                )
+        if self.strategy == "topk":
+            self._check_topk()
+        for name in ("k", "budget", "max_per_class"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not self.soft and self.temperature != 1.0:
+            raise ValueError("temperature only applies to soft labels; set soft=true")
+        _check_choice("weighting", self.weighting, WEIGHTINGS)
+
+    def _check_topk(self) -> None:
+        sizes = [n for n in ("k", "fraction", "budget") if getattr(self, n) is not None]
+        if len(sizes) != 1:
+            raise ValueError(f"topk needs exactly one of k, fraction, budget; got {sizes}")
+        if self.target is not None:
+            _check_choice("target", self.target, TARGETS)
+        elif self.budget is not None:
+            raise ValueError("budget is a total over classes: it needs a target")
+
+
+def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+# ---------------------------------------------------------------------------- strategies
+
+
+def threshold_mask(probs: Tensor, threshold: float = DEFAULT_THRESHOLD) -> Tensor:
+    """Rows whose max probability is ``>= threshold`` (compared in ``probs``' dtype)."""
+    return probs.max(dim=1).values >= threshold
+
+
+def class_thresholds(
+    tau: float,
+    class_score: Tensor,
+    floor: float = DEFAULT_FLOOR,
+    mapping: str = "linear",
+) -> Tensor:
+    """Per-class thresholds ``tau_c = max(floor, M(score_c / max(score)) * tau)``, float32 [C].
+
+    ``M(b) = b`` for ``"linear"``, ``b / (2 - b)`` for ``"convex"`` (FlexMatch), which
+    lowers thresholds of weaker classes further. The best-known class keeps ``tau``;
+    a class with score 0 (e.g. never predicted) gets ``floor``, as do all when every
+    score is 0.
+    """
+    _check_choice("mapping", mapping, MAPPINGS)
+    score = torch.as_tensor(class_score, dtype=torch.float64)
+    top = score.max()
+    beta = score / top if top > 0 else torch.zeros_like(score)
+    mapped = beta if mapping == "linear" else beta / (2.0 - beta)
+    return (mapped * tau).clamp(min=floor).float()
+
+
+def class_threshold_mask(probs: Tensor, thresholds: Tensor) -> Tensor:
+    """Rows whose max probability is ``>= thresholds[argmax]``."""
+    conf, pred = probs.max(dim=1)
+    return conf >= thresholds.to(device=probs.device, dtype=probs.dtype)[pred]
+
+
+def class_quotas(available: Tensor, budget: int, labeled_counts: Tensor | None = None) -> Tensor:
+    """Per-class pseudo quotas that make ``labeled + pseudo`` as even as possible, int64 [C].
+
+    Water-filling: raise the class with the fewest ``labeled_counts + quota`` first, one
+    image at a time, never past ``available[c]`` (rows the teacher predicts as ``c``),
+    until ``min(budget, sum(available))`` are handed out; ties go to the lower class
+    index. ``labeled_counts=None`` means zeros, which gives equal (uniform) quotas with
+    the leftover of short classes spread over the rest.
+
+    Computed in closed form: find the highest level ``h`` with
+    ``sum_c clip(h - labeled_c, 0, available_c) <= budget``, then give the remainder
+    one each to the classes that would grow at ``h + 1``.
+    """
+    avail = torch.as_tensor(available, dtype=torch.int64)
+    base = (
+        torch.zeros_like(avail)
+        if labeled_counts is None
+        else torch.as_tensor(labeled_counts, dtype=torch.int64, device=avail.device)
+    )
+    budget = min(int(budget), int(avail.sum()))
+
+    def filled(level: int) -> Tensor:
+        return (level - base).clamp(min=0).minimum(avail)
+
+    lo, hi = 0, int((base + avail).max()) if avail.numel() else 0
+    while lo < hi:  # largest level whose fill fits the budget
+        mid = (lo + hi + 1) // 2
+        if int(filled(mid).sum()) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    quotas = filled(lo)
+    rest = budget - int(quotas.sum())
+    growing = (filled(lo + 1) > quotas).nonzero().flatten()[:rest]
+    quotas[growing] += 1
+    return quotas
+
+
+def topk_mask(
+    probs: Tensor,
+    *,
+    k: int | None = None,
+    fraction: float | None = None,
+    budget: int | None = None,
+    target: str | None = None,
+    labeled_counts: Tensor | None = None,
+    min_confidence: float = 0.0,
+) -> Tensor:
+    """Class-balanced top-k: per predicted class, its most confident rows up to a quota.
+
+    Give exactly one of ``k``, ``fraction``, ``budget``. Without ``target`` the quota of
+    class ``c`` is ``k``, or ``round(fraction * rows predicted c)``. With ``target`` a
+    total budget (``budget``, or ``k * C``, or ``round(fraction * N)``) is split by
+    :func:`class_quotas`: ``"uniform"`` aims the pseudo set at equal class counts,
+    ``"balance_labeled"`` at an even ``labeled + pseudo`` (needs ``labeled_counts``).
+    Rows below ``min_confidence`` are never kept and do not count as available.
+    """
+    num_rows, num_classes = probs.shape
+    conf, pred = probs.max(dim=1)
+    eligible = conf >= min_confidence
+    if target is None:
+        if k is not None:
+            quotas = torch.full((num_classes,), k, dtype=torch.int64, device=probs.device)
+        else:
+            predicted = torch.bincount(pred, minlength=num_classes)
+            quotas = torch.floor(predicted * float(fraction) + 0.5).long()
+    else:
+        if budget is None:
+            budget = k * num_classes if k is not None else math.floor(fraction * num_rows + 0.5)
+        available = torch.bincount(pred[eligible], minlength=num_classes)
+        base = labeled_counts if target == "balance_labeled" else None
+        quotas = class_quotas(available, budget, base)
+    # Eligible rows are a confidence prefix of each class, so ranks over all rows work.
+    return eligible & (_rank_within_class(conf, pred, num_classes) < quotas[pred])
+
+
+def _rank_within_class(conf: Tensor, pred: Tensor, num_classes: int) -> Tensor:
+    """Each row's 0-based rank in its predicted class: confidence desc, then index asc."""
+    by_conf = torch.sort(conf, descending=True, stable=True).indices
+    order = by_conf[torch.sort(pred[by_conf], stable=True).indices]
+    sizes = torch.bincount(pred, minlength=num_classes)
+    starts = torch.cumsum(sizes, 0) - sizes
+    rank = torch.empty_like(pred)
+    rank[order] = torch.arange(pred.numel(), device=pred.device) - starts[pred[order]]
+    return rank
+
+
+# ----------------------------------------------------------------------------- finalize
+
+
+def sharpen(probs: Tensor, temperature: float) -> Tensor:
+    """``p^(1/T)`` renormalised per row: ``T < 1`` sharpens, ``T = 1`` keeps ``p``."""
+    return torch.softmax(probs.log() / temperature, dim=1)
+
+
+def finalize(
+    probs: Tensor,
+    keep: Tensor,
+    *,
+    soft: bool = False,
+    temperature: float = 1.0,
+    weighting: str = "confidence",
+    max_per_class: int | None = None,
+) -> Selection:
+    """Turn a strategy's keep-mask into a :class:`Selection`.
+
+    ``max_per_class`` keeps only the most confident kept rows of each predicted class.
+    Targets are one-hot, or the teacher's probabilities sharpened with ``temperature``
+    when ``soft``; weights are the confidence, or 1 with ``weighting="none"``.
+    """
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    num_classes = probs.shape[1]
+    index = keep.nonzero().flatten()
+    rows = probs[index]
+    conf, labels = rows.max(dim=1)
+    if max_per_class is not None:
+        capped = _rank_within_class(conf, labels, num_classes) < max_per_class
+        index, rows, conf, labels = index[capped], rows[capped], conf[capped], labels[capped]
+    if soft:
+        targets = sharpen(rows.double(), temperature)
+    else:
+        targets = torch.nn.functional.one_hot(labels, num_classes)
+    conf = conf.float()
+    return Selection(
+        index=index,
+        labels=labels,
+        targets=targets.float(),
+        weights=conf.clone() if weighting == "confidence" else torch.ones_like(conf),
+        confidence=conf,
+    )
+
+
+def select(
+    probs: Tensor,
+    strategy: str | SelectionConfig = "threshold",
+    *,
+    class_score: Tensor | None = None,
+    labeled_counts: Tensor | None = None,
+    **options: object,
+) -> Selection:
+    """Select pseudo labels from teacher probabilities ``probs`` [N, C] (rows sum to 1).
+
+    ``strategy`` is a strategy name with its options as keyword arguments (as a Hydra
+    ``pseudo_label`` group passes them), or a ready :class:`SelectionConfig`.
+    ``class_score`` [C] (e.g. :func:`per_class_precision` on validation data) is needed
+    by ``class_threshold``; ``labeled_counts`` [C] by ``target="balance_labeled"``.
+    An empty selection is a valid result.
+    """
+    if isinstance(strategy, SelectionConfig):
+        if options:
+            raise ValueError("pass options either in the SelectionConfig or as kwargs, not both")
+        cfg = strategy
+    else:
+        cfg = SelectionConfig.from_options(strategy, **options)
+    _check_probs(probs)
+    num_classes = probs.shape[1]
+    _check_runtime("class_score", class_score, cfg.needs_class_score, num_classes)
+    _check_runtime("labeled_counts", labeled_counts, cfg.needs_labeled_counts, num_classes)
+    if cfg.strategy == "threshold":
+        keep = threshold_mask(probs, cfg.threshold)
+    elif cfg.strategy == "class_threshold":
+        thresholds = class_thresholds(cfg.threshold, class_score, cfg.floor, cfg.mapping)
+        keep = class_threshold_mask(probs, thresholds)
+    else:
+        keep = topk_mask(
+            probs,
+            k=cfg.k,
+            fraction=cfg.fraction,
+            budget=cfg.budget,
+            target=cfg.target,
+            labeled_counts=labeled_counts,
+            min_confidence=cfg.min_confidence,
+        )
+    return finalize(
+        probs,
+        keep,
+        soft=cfg.soft,
+        temperature=cfg.temperature,
+        weighting=cfg.weighting,
+        max_per_class=cfg.max_per_class,
+    )
+
+
+def _check_probs(probs: Tensor) -> None:
+    if probs.ndim != 2 or probs.shape[1] < 1 or not probs.is_floating_point():
+        raise ValueError(f"probs must be a float tensor [N, C], got {tuple(probs.shape)}")
+    if probs.numel() and (
+        probs.min() < 0 or not torch.allclose(probs.sum(1), probs.new_ones(()), atol=1e-3)
+    ):
+        raise ValueError("probs rows must be probabilities summing to 1 (softmax, not logits)")
+
+
+def _check_runtime(name: str, value: Tensor | None, needed: bool, num_classes: int) -> None:
+    if not needed:
+        if value is not None:
+            raise ValueError(f"{name} is not used by this configuration; do not pass it")
+        return
+    if value is None:
+        raise ValueError(f"this configuration needs {name} (a tensor of {num_classes} values)")
+    shape = tuple(torch.as_tensor(value).shape)
+    if shape != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},), got {shape}")
+
+
+# -------------------------------------------------------------------- scores and audit
+
+
+def _correct_and_known(pred: Tensor, true: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per predicted class: rows whose truth is known (``>= 0``), and how many are right."""
+    known = true >= 0
+    pred, true = pred[known], true[known]
+    known_per_class = torch.bincount(pred, minlength=num_classes)
+    correct = torch.bincount(pred[pred == true], minlength=num_classes)
+    return correct, known_per_class
+
+
+def per_class_precision(probs: Tensor, labels: Tensor) -> Tensor:
+    """Teacher precision per predicted class on labeled (validation) rows, float32 [C].
+
+    A class never predicted scores 0, so :func:`class_thresholds` gives it the floor.
+    Rows labelled ``-1`` (unknown) are ignored.
+    """
+    correct, known = _correct_and_known(probs.argmax(dim=1), labels, probs.shape[1])
+    return (correct / known.clamp(min=1)).float()
+
+
+def per_class_mean_confidence(probs: Tensor) -> Tensor:
+    """Mean max probability over the rows predicted as each class (0 if none), float32 [C]."""
+    num_classes = probs.shape[1]
+    conf, pred = probs.max(dim=1)
+    total = torch.zeros(num_classes, dtype=torch.float64, device=probs.device)
+    total.index_add_(0, pred, conf.double())
+    return (total / torch.bincount(pred, minlength=num_classes).clamp(min=1)).float()
+
+
+def selection_stats(
+    sel: Selection, num_classes: int, true_labels: Tensor | None = None
+) -> dict[str, object]:
+    """Per-class audit of a selection, for the per-round table.
+
+    Keys: ``selected`` (int), ``count`` and ``mean_confidence`` (lists over classes; mean
+    is nan for a class with nothing selected). With ``true_labels`` — the pool's hidden
+    labels, aligned with the pool (indexed by ``sel.index``), ``-1`` = unknown — also
+    ``known`` (selected rows with a known label, per pseudo class), ``precision`` per
+    pseudo class and ``precision_overall`` (nan where no known label was selected).
+    """
+    count = torch.bincount(sel.labels, minlength=num_classes)
+    total = torch.zeros(num_classes, dtype=torch.float64, device=sel.labels.device)
+    total.index_add_(0, sel.labels, sel.confidence.double())
+    stats: dict[str, object] = {
+        "selected": len(sel),
+        "count": count.tolist(),
+        "mean_confidence": (total / count).tolist(),  # 0/0 -> nan
+    }
+    if true_labels is not None:
+        true = torch.as_tensor(true_labels, device=sel.index.device)[sel.index]
+        correct, known = _correct_and_known(sel.labels, true, num_classes)
+        stats["known"] = known.tolist()
+        stats["precision"] = (correct.double() / known).tolist()
+        n_known = int(known.sum())
+        stats["precision_overall"] = int(correct.sum()) / n_known if n_known else math.nan
+    return stats

@@ -1,0 +1,48 @@
+"""Result tables printed at the end of fer-train / fer-eval."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from fer_lightning.emotions import EMOTIONS
+
+
+def _pct(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.1f}"
+
+
+def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
+    """Accuracy, macro-F1 and per-emotion F1/precision/recall (in %) as a markdown table."""
+    lines = [
+        f"| {stage} | acc | macro-F1 |",
+        "|---|---:|---:|",
+        f"| all | {_pct(metrics.get(f'{stage}/acc'))} | {_pct(metrics.get(f'{stage}/macro_f1'))} |",
+        "",
+        "| emotion | F1 | precision | recall |",
+        "|---|---:|---:|---:|",
+    ]
+    for e in EMOTIONS:
+        cells = [_pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def flatten_config(cfg: DictConfig | Mapping, prefix: str = "") -> dict[str, object]:
+    """Scalar leaves as ``a.b.c`` keys (lists as strings), for TensorBoard's HPARAMS tab."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, object] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}."))
+        elif isinstance(value, Sequence | ListConfig) and not isinstance(value, str):
+            flat[name] = str(list(value))
+        else:
+            flat[name] = "None" if value is None else value
+    return flat

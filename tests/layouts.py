@@ -1,0 +1,99 @@
+"""Tiny fake data sets in the layouts the readers accept, for tests (built in tmp dirs).
+
+Images are real 16x16 JPEG/PNG files so decode checks and loaders work on them.
+Counts are given per canonical class (index 0..6, RAF-DB label = index + 1).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer_lightning.emotions import EMOTIONS
+
+IMAGE_SIZE = 16
+
+
+def write_image(path: Path, seed: int = 0, size: int = IMAGE_SIZE) -> Path:
+    """A small random colour image; the format follows the file extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    if not cv2.imwrite(str(path), pixels):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def truncate(path: Path) -> Path:
+    """Cut an image file in half: a decoder must notice, though OpenCV would not."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _items(counts: Sequence[int]) -> list[int]:
+    """Class index of each image, in order: counts (3, 0, 1) -> [0, 0, 0, 2]."""
+    return [c for c, n in enumerate(counts) for _ in range(n)]
+
+
+def make_rafdb(root: Path, train_counts: Sequence[int], test_counts: Sequence[int]) -> Path:
+    """RAF-DB "basic" layout: label file plus aligned and original images; returns ``root``."""
+    basic = root / "basic"
+    lines = []
+    for split, counts, digits in (("train", train_counts, 5), ("test", test_counts, 4)):
+        for i, c in enumerate(_items(counts), start=1):
+            name = f"{split}_{i:0{digits}d}"
+            write_image(basic / "Image" / "aligned" / f"{name}_aligned.jpg", seed=i)
+            write_image(basic / "Image" / "original" / f"{name}.jpg", seed=i)
+            lines.append(f"{name}.jpg {c + 1}\n")
+    label_file = basic / "EmoLabel" / "list_patition_label.txt"
+    label_file.parent.mkdir(parents=True, exist_ok=True)
+    label_file.write_text("".join(lines))
+    return root
+
+
+def make_rafdb_kaggle(
+    root: Path,
+    train_counts: Sequence[int],
+    test_counts: Sequence[int],
+    csv_in_dataset: bool = False,
+) -> Path:
+    """Kaggle repackaging: ``DATASET/<split>/<1..7>/`` plus ``<split>_labels.csv``."""
+    csv_dir = root / "DATASET" if csv_in_dataset else root
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    for split, counts in (("train", train_counts), ("test", test_counts)):
+        with open(csv_dir / f"{split}_labels.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "label"])
+            for i, c in enumerate(_items(counts), start=1):
+                name = f"{split}_{i:05d}_aligned.jpg"
+                write_image(root / "DATASET" / split / str(c + 1) / name, seed=i)
+                writer.writerow([name, c + 1])
+    return root
+
+
+def make_class_folders(
+    root: Path, splits: Mapping[str, Mapping[str, int]], ext: str = ".jpg"
+) -> Path:
+    """``root/<split>/<folder>/img_<i><ext>``, folder names as given (emotion names or 1..7)."""
+    for split, folders in splits.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for folder, n in folders.items():
+            for i in range(n):
+                write_image(root / split / folder / f"img_{i:03d}{ext}", seed=i)
+    return root
+
+
+def emotion_folders(counts: Sequence[int]) -> dict[str, int]:
+    """Canonical emotion folder names with their counts (classes with 0 are left out)."""
+    return {EMOTIONS[c]: n for c, n in enumerate(counts) if n}
+
+
+def make_unlabeled_folder(root: Path, n: int) -> Path:
+    """``n`` images spread over nested folders, as a scraped face collection would be."""
+    for i in range(n):
+        write_image(root / f"batch_{i % 2}" / f"face_{i:03d}.jpg", seed=i)
+    return root

@@ -1,0 +1,99 @@
+"""FERDataModule over a tiny RAF-DB layout: splits on disk, loaders, pseudo-label hook."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.sources import read_rafdb
+from layouts import make_rafdb
+
+TRAIN = [8, 4, 4, 12, 8, 4, 8]
+TEST = [2, 1, 1, 3, 2, 1, 2]
+
+
+@pytest.fixture
+def raf(tmp_path):
+    return make_rafdb(tmp_path / "raf", TRAIN, TEST)
+
+
+def _dm(root, tmp_path, **kw) -> FERDataModule:
+    opts = dict(
+        source=functools.partial(read_rafdb),
+        root=str(root),
+        image_size=24,
+        batch_size=8,
+        num_workers=0,
+        label_fraction=0.5,
+        splits_dir=str(tmp_path / "run" / "splits"),
+    )
+    opts.update(kw)
+    return FERDataModule(**opts)
+
+
+def test_split_is_written_once_and_reread(raf, tmp_path):
+    dm = _dm(raf, tmp_path)
+    dm.prepare_data()
+    files = sorted(p.name for p in (tmp_path / "run" / "splits").iterdir())
+    assert files == ["labeled.csv", "test.csv", "unlabeled.csv", "val.csv"]
+    dm.setup("fit")
+    s = dm.splits
+    assert len(s.labeled) + len(s.unlabeled) + len(s.val) == sum(TRAIN)
+    assert len(s.test) == sum(TEST)
+    again = _dm(raf, tmp_path, label_fraction=0.9)  # a resumed run re-reads, never re-splits
+    again.setup("fit")
+    assert np.array_equal(again.splits.labeled.paths, s.labeled.paths)
+
+
+def test_loaders_yield_normalised_images_and_one_hot_targets(raf, tmp_path):
+    dm = _dm(raf, tmp_path)
+    dm.setup("fit")
+    x, target, weight = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 24, 24) and x.dtype == torch.float32
+    assert torch.all(target.sum(1) == 1) and torch.all(weight == 1)
+    xv, tv, _ = next(iter(dm.val_dataloader()))
+    assert xv.shape[1:] == (3, 24, 24) and tv.shape[1] == 7
+
+
+def test_predict_loader_carries_no_labels(raf, tmp_path):
+    dm = _dm(raf, tmp_path)
+    dm.setup("fit")
+    batches = list(dm.predict_dataloader())
+    assert all(len(b) == 2 for b in batches)
+    index = torch.cat([b[1] for b in batches])
+    assert index.tolist() == list(range(len(dm.splits.unlabeled)))
+
+
+def test_pseudo_labels_join_the_training_set(raf, tmp_path):
+    dm = _dm(raf, tmp_path)
+    dm.setup("fit")
+    pool = dm.unlabeled_paths()[:3]
+    soft = np.full((3, 7), 1 / 7, np.float32)
+    dm.set_pseudo_labels(pool, soft, np.array([0.5, 0.6, 0.7]))
+    ds = dm.train_dataset()
+    assert len(ds) == len(dm.splits.labeled) + 3
+    torch.testing.assert_close(ds.targets[-3:], torch.from_numpy(soft))
+    torch.testing.assert_close(ds.weights[-3:], torch.tensor([0.5, 0.6, 0.7]))
+    dm.clear_pseudo_labels()
+    assert len(dm.train_dataset()) == len(dm.splits.labeled)
+    with pytest.raises(ValueError, match=r"\[len\(paths\), 7\]"):
+        dm.set_pseudo_labels(pool, soft[:, :3])
+
+
+def test_balanced_sampler_evens_out_classes(raf, tmp_path):
+    dm = _dm(raf, tmp_path, label_fraction=None, balanced_sampler=True, batch_size=512)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    draws = torch.cat([next(iter(dm.train_dataloader()))[1].argmax(1) for _ in range(20)])
+    freq = torch.bincount(draws, minlength=7).float() / len(draws)
+    assert freq.min() > 0.08 and freq.max() < 0.22  # uniform would be 0.143
+
+
+def test_missing_split_names_the_keys(raf, tmp_path):
+    dm = _dm(raf, tmp_path, test_split="valid", splits_dir=None)
+    with pytest.raises(ValueError, match="split 'valid' not found.*data.test_split"):
+        dm.setup("test")

@@ -1,0 +1,154 @@
+"""The split protocol on a known imbalanced manifest: exact counts, coverage, seeds, round trip."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.splits import Splits, make_splits
+
+# Imbalanced like RAF-DB, with a single-image class (anger) and an absent one (neutral).
+COUNTS = (40, 5, 12, 100, 30, 1, 0)
+VAL = [4, 1, 1, 10, 3, 0, 0]  # round-half-up 10 %, >= 1 from classes of >= 2, never all
+REST = [36, 4, 11, 90, 27, 1, 0]
+
+
+def _manifest(counts: tuple[int, ...], prefix: str = "train") -> Manifest:
+    labels = np.repeat(np.arange(len(counts)), counts)
+    order = np.random.default_rng(123).permutation(len(labels))  # not sorted by path
+    paths = np.array([f"/data/{prefix}/{i:04d}.jpg" for i in range(len(labels))])
+    return Manifest(paths[order], labels[order])
+
+
+TRAIN = _manifest(COUNTS)
+TEST = _manifest((3, 1, 1, 9, 4, 2, 5), prefix="test")
+
+
+def _pairs(m: Manifest) -> set[tuple[str, int]]:
+    return set(zip(m.paths.tolist(), m.labels.tolist(), strict=True))
+
+
+def test_labels_per_class_exact_counts(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fer_lightning.data"):
+        splits = make_splits(TRAIN, TEST, labels_per_class=10, val_fraction=0.1)
+    assert splits.val.class_counts().tolist() == VAL
+    assert splits.labeled.class_counts().tolist() == [10, 4, 10, 10, 10, 1, 0]
+    assert splits.unlabeled.class_counts().tolist() == [26, 0, 1, 80, 17, 0, 0]
+    assert _pairs(splits.test) == _pairs(TEST)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 2
+    assert warned[0].startswith("fear has only 4 training images")
+    assert warned[1].startswith("anger has only 1 training images")
+
+
+def test_label_fraction_exact_counts() -> None:
+    splits = make_splits(TRAIN, TEST, label_fraction=0.25, val_fraction=0.1)
+    assert splits.val.class_counts().tolist() == VAL
+    # round half up of 25 % of REST, at least one per present class
+    assert splits.labeled.class_counts().tolist() == [9, 1, 3, 23, 7, 1, 0]
+    assert splits.unlabeled.class_counts().tolist() == [27, 3, 8, 67, 20, 0, 0]
+
+
+def test_no_budget_labels_everything_and_val_fraction_edges() -> None:
+    splits = make_splits(TRAIN, TEST)
+    assert splits.labeled.class_counts().tolist() == REST
+    assert len(splits.unlabeled) == 0
+    assert len(make_splits(TRAIN, TEST, val_fraction=0.0).val) == 0
+    half = make_splits(_manifest((2, 3, 1)), TEST, val_fraction=0.5)
+    assert half.val.class_counts()[:3].tolist() == [1, 2, 0]  # 1.5 -> 2, keeps 1 to train
+    assert half.labeled.class_counts()[:3].tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"labels_per_class": 7}, {"label_fraction": 0.3}, {}],
+)
+def test_disjoint_and_covering_with_labels_kept(options: dict) -> None:
+    splits = make_splits(TRAIN, TEST, val_fraction=0.2, seed=5, **options)
+    parts = [_pairs(splits.labeled), _pairs(splits.unlabeled), _pairs(splits.val)]
+    assert sum(len(p) for p in parts) == len(TRAIN)
+    assert parts[0] | parts[1] | parts[2] == _pairs(TRAIN)
+    for m in (splits.labeled, splits.unlabeled, splits.val, splits.test):
+        assert m.paths.tolist() == sorted(m.paths.tolist())
+
+
+def test_seeded_deterministic_order_free_and_nested() -> None:
+    a = make_splits(TRAIN, TEST, labels_per_class=10, seed=1)
+    shuffled = TRAIN.subset(np.random.default_rng(9).permutation(len(TRAIN)))
+    b = make_splits(shuffled, TEST, labels_per_class=10, seed=1)
+    for name in ("labeled", "unlabeled", "val", "test"):
+        assert np.array_equal(getattr(a, name).paths, getattr(b, name).paths)
+        assert np.array_equal(getattr(a, name).labels, getattr(b, name).labels)
+    other = make_splits(TRAIN, TEST, labels_per_class=10, seed=2)
+    assert _pairs(other.labeled) != _pairs(a.labeled)
+    assert _pairs(other.val) != _pairs(a.val)
+    # one seed: the same validation images for any budget, smaller budgets inside larger ones
+    small = make_splits(TRAIN, TEST, labels_per_class=3, seed=1)
+    assert _pairs(small.val) == _pairs(a.val)
+    assert _pairs(small.labeled) < _pairs(a.labeled)
+
+
+def test_extra_unlabeled_is_appended_to_the_pool() -> None:
+    extra = Manifest(np.array(["/faces/b.jpg", "/faces/a.jpg"]), np.full(2, UNKNOWN))
+    splits = make_splits(TRAIN, TEST, labels_per_class=10, extra_unlabeled=extra)
+    assert len(splits.unlabeled) == 124 + 2
+    assert splits.unlabeled.paths[-2:].tolist() == ["/faces/b.jpg", "/faces/a.jpg"]
+    assert splits.unlabeled.labels[-2:].tolist() == [UNKNOWN, UNKNOWN]
+    assert (splits.unlabeled.labels[:-2] >= 0).all()  # the pool keeps true labels for audit
+
+
+def test_save_load_round_trip_and_missing_file(tmp_path: Path) -> None:
+    extra = Manifest(np.array(["/faces/x.jpg"]), np.array([UNKNOWN]))
+    splits = make_splits(TRAIN, TEST, label_fraction=0.5, extra_unlabeled=extra)
+    splits.save(tmp_path / "splits")
+    loaded = Splits.load(tmp_path / "splits")
+    for name in ("labeled", "unlabeled", "val", "test"):
+        assert np.array_equal(getattr(loaded, name).paths, getattr(splits, name).paths)
+        assert np.array_equal(getattr(loaded, name).labels, getattr(splits, name).labels)
+    assert loaded.summary() == splits.summary()
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == [
+        "labeled.csv",
+        "test.csv",
+        "unlabeled.csv",
+        "val.csv",
+    ]
+    (tmp_path / "splits" / "val.csv").unlink()
+    (tmp_path / "splits" / "test.csv").unlink()
+    with pytest.raises(DataError, match=r"splits lacks val\.csv, test\.csv"):
+        Splits.load(tmp_path / "splits")
+
+
+def test_summary_table() -> None:
+    lines = make_splits(TRAIN, TEST, labels_per_class=10).summary().splitlines()
+    assert lines[0].split() == ["emotion", "labeled", "unlabeled", "val", "test"]
+    assert lines[1].split() == ["surprise", "10", "26", "4", "3"]
+    assert lines[7].split() == ["neutral", "0", "!", "0", "!", "0", "!", "5"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"labels_per_class": 5, "label_fraction": 0.1}, "data.labels_per_class or data.label"),
+        ({"labels_per_class": 0}, r"data.labels_per_class must be an integer >= 1, got 0"),
+        ({"labels_per_class": 2.5}, r"data.labels_per_class must be an integer"),
+        ({"label_fraction": 0.0}, r"data.label_fraction must be in \(0, 1\], got 0.0"),
+        ({"label_fraction": 1.5}, r"data.label_fraction must be in \(0, 1\]"),
+        ({"val_fraction": 1.0}, r"data.val_fraction must be in \[0, 1\), got 1.0"),
+        ({"val_fraction": -0.1}, r"data.val_fraction must be in \[0, 1\)"),
+    ],
+)
+def test_bad_options_name_the_config_key(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_splits(TRAIN, TEST, **options)
+
+
+def test_train_must_be_labeled_and_non_empty() -> None:
+    unlabeled = TRAIN.concat(Manifest(np.array(["/x.jpg"]), np.array([UNKNOWN])))
+    with pytest.raises(DataError, match="1 of 189 training images have no label"):
+        make_splits(unlabeled, TEST)
+    with pytest.raises(DataError, match="training split is empty"):
+        make_splits(Manifest.empty(), TEST)
