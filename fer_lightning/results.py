@@ -46,3 +46,20 @@ def flatten_config(cfg: DictConfig | Mapping, prefix: str = "") -> dict[str, obj
         else:
             flat[name] = "None" if value is None else value
     return flat
+
+
+def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:
+    """The paper's before/after view: one row per round, test metrics (in %) and pseudo sets."""
+    header = ["round", "macro-F1", "acc", *EMOTIONS, "pseudo added", "pseudo precision"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for r in rows:
+        cells = [
+            str(r["round"]),
+            _pct(r["test_macro_f1"]),
+            _pct(r["test_acc"]),
+            *(_pct(r[f"test_f1_{e}"]) for e in EMOTIONS),
+            str(r["pseudo_added"]),
+            _pct(r["pseudo_precision"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

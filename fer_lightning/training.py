@@ -46,11 +46,15 @@ def fit_round(
     k: int,
     output_dir: Path,
     extra_callbacks: list[pl.Callback] | None = None,
+    model: pl.LightningModule | None = None,
 ) -> dict[str, Any]:
-    """Fit round ``k`` (teacher when k == 0), test its best checkpoint, write metrics and DONE."""
+    """Fit round ``k`` (teacher when k == 0), test its best checkpoint, write metrics and DONE.
+
+    ``model`` defaults to a fresh one from ``cfg.model``.
+    """
     rdir = round_dir(output_dir, k)
     ckpt_dir = rdir / "checkpoints"
-    model = instantiate(cfg.model)
+    model = model if model is not None else instantiate(cfg.model)
     loggers = _loggers(cfg, f"round_{k}")
     trainer: pl.Trainer = instantiate(
         cfg.trainer,

@@ -1,8 +1,8 @@
-"""fer-train: the Hydra app that trains a FER model and prints its test results."""
+"""fer-train: the Hydra app that runs teacher–student rounds and prints the rounds table."""
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 
 import hydra
@@ -12,26 +12,30 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fer_lightning.cli.common import CONFIG_DIR
-from fer_lightning.results import metrics_table
-from fer_lightning.training import fit_round
+from fer_lightning.results import metrics_table, rounds_table
+from fer_lightning.rounds import run_rounds
+from fer_lightning.training import round_dir
 
-log = logging.getLogger("fer_lightning")
 
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Seed, build the data, fit and test; returns the test metrics."""
+def train(cfg: DictConfig) -> list[dict]:
+    """Seed, build the data, run the rounds; returns the rounds table rows."""
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
-    metrics = fit_round(cfg, datamodule, 0, output_dir)
-    print(metrics_table(metrics))
-    print(f"\nlogs, checkpoints and TensorBoard events: {output_dir}")
-    return metrics
+    rows = run_rounds(cfg, datamodule, output_dir)
+    last = json.loads((round_dir(output_dir, len(rows) - 1) / "metrics.json").read_text())
+    print(f"\nFinal model (round {len(rows) - 1}) on the test split:\n")
+    print(metrics_table(last))
+    print("\nRounds (test split, %; round 0 = teacher on labeled data only):\n")
+    print(rounds_table(rows))
+    print(f"\nlogs, checkpoints, pseudo labels and TensorBoard events: {output_dir}")
+    return rows
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)["test/macro_f1"]
+    """Returns the final validation macro-F1 (what sweepers maximise: never test)."""
+    return train(cfg)[-1]["val_macro_f1"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Data: source readers, synthetic faces, split protocol, transforms, DataModule."""

@@ -1,0 +1,205 @@
+"""FERDataModule: labeled / unlabeled / val / test loaders over a data source, plus pseudo labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from fer_lightning.data.dataset import PredictDataset, TrainingDataset, one_hot
+from fer_lightning.data.manifest import DataError, Manifest
+from fer_lightning.data.sources import check_images, read_unlabeled_folder
+from fer_lightning.data.splits import Splits, make_splits
+from fer_lightning.data.transforms import eval_transform, train_transform
+from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.models.backbones import backbone_mean_std
+
+log = logging.getLogger(__name__)
+
+Source = Callable[[str], Mapping[str, Manifest]]
+
+
+class FERDataModule(pl.LightningDataModule):
+    """Reads a source, applies the split protocol and serves the four loaders.
+
+    ``source(root)`` returns manifests by split name (RAF-DB, Kaggle, class folders
+    or the synthetic set). The split is written to ``splits_dir`` once (rank 0, in
+    ``prepare_data``) and re-read from there by every process and on resume.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        root: str,
+        train_split: str = "train",
+        test_split: str = "test",
+        image_size: int = 100,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        val_fraction: float = 0.1,
+        unlabeled_dir: str | None = None,
+        split_seed: int = 0,
+        on_corrupt: str = "fail",
+        balanced_sampler: bool = False,
+        normalize_as: str = "mobilenetv1_100",
+        augment: Mapping[str, Any] | None = None,
+        splits_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if on_corrupt not in ("fail", "skip"):
+            raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
+        self.source = source
+        self.root = str(root)
+        self.train_split = train_split
+        self.test_split = test_split
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.labels_per_class = labels_per_class
+        self.label_fraction = label_fraction
+        self.val_fraction = val_fraction
+        self.unlabeled_dir = unlabeled_dir
+        self.split_seed = split_seed
+        self.on_corrupt = on_corrupt
+        self.balanced_sampler = balanced_sampler
+        self.mean, self.std = backbone_mean_std(normalize_as)
+        self.augment = dict(augment or {})
+        self.splits_dir = Path(splits_dir) if splits_dir else None
+        self.splits: Splits | None = None
+        self.pseudo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- split protocol -------------------------------------------------------------
+    def _splits_saved(self) -> bool:
+        return self.splits_dir is not None and (self.splits_dir / "test.csv").is_file()
+
+    def build_splits(self) -> Splits:
+        """Read the source, check every image, and apply the split protocol."""
+        manifests = self.source(self.root)
+        for name in (self.train_split, self.test_split):
+            if name not in manifests:
+                raise DataError(
+                    f"split {name!r} not found in {self.root}; found: "
+                    f"{', '.join(sorted(manifests)) or 'none'} "
+                    "(set data.train_split / data.test_split)"
+                )
+        train = check_images(manifests[self.train_split], self.on_corrupt)
+        test = check_images(manifests[self.test_split], self.on_corrupt)
+        extra = None
+        if self.unlabeled_dir:
+            extra = check_images(read_unlabeled_folder(self.unlabeled_dir), self.on_corrupt)
+        return make_splits(
+            train,
+            test,
+            labels_per_class=self.labels_per_class,
+            label_fraction=self.label_fraction,
+            val_fraction=self.val_fraction,
+            seed=self.split_seed,
+            extra_unlabeled=extra,
+        )
+
+    def prepare_data(self) -> None:
+        if self.splits_dir is not None and not self._splits_saved():
+            splits = self.build_splits()
+            splits.save(self.splits_dir)
+            log.info("split written to %s\n%s", self.splits_dir, splits.summary())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        self.splits = Splits.load(self.splits_dir) if self._splits_saved() else self.build_splits()
+
+    def _require_splits(self) -> Splits:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        return self.splits
+
+    # -- pseudo labels --------------------------------------------------------------
+    def set_pseudo_labels(
+        self, paths: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
+        """Add a pseudo-labeled set to the training data (targets: [N, 7] probability rows)."""
+        targets = np.asarray(targets, dtype=np.float32)
+        if targets.ndim != 2 or targets.shape[1] != NUM_CLASSES or len(targets) != len(paths):
+            raise ValueError(f"pseudo targets must be [len(paths), {NUM_CLASSES}]")
+        weights = np.ones(len(paths), np.float32) if weights is None else np.asarray(weights)
+        self.pseudo = (np.asarray(paths, dtype=np.str_), targets, weights.astype(np.float32))
+
+    def clear_pseudo_labels(self) -> None:
+        self.pseudo = None
+
+    def unlabeled_paths(self, include_test: bool = False) -> np.ndarray:
+        """Image paths the teacher labels: the pool (and, transductively, the test images)."""
+        splits = self._require_splits()
+        paths = splits.unlabeled.paths
+        if include_test:
+            paths = np.concatenate([paths, splits.test.paths])
+        return paths
+
+    # -- loaders --------------------------------------------------------------------
+    def loader(
+        self, dataset, shuffle: bool = False, sampler=None, persistent: bool = True
+    ) -> DataLoader:
+        """A DataLoader with this module's batch size, workers and memory settings."""
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=persistent and self.num_workers > 0,
+        )
+
+    def eval_transform(self):
+        return eval_transform(self.image_size, self.mean, self.std)
+
+    def _eval_dataset(self, manifest: Manifest) -> TrainingDataset:
+        return TrainingDataset(
+            manifest.paths,
+            one_hot(manifest.labels),
+            np.ones(len(manifest), np.float32),
+            self.eval_transform(),
+        )
+
+    def train_dataset(self) -> TrainingDataset:
+        labeled = self._require_splits().labeled
+        paths, targets = labeled.paths, one_hot(labeled.labels)
+        weights = np.ones(len(labeled), np.float32)
+        if self.pseudo is not None:
+            paths = np.concatenate([paths, self.pseudo[0]])
+            targets = np.concatenate([targets, self.pseudo[1]])
+            weights = np.concatenate([weights, self.pseudo[2]])
+        transform = train_transform(self.image_size, self.mean, self.std, **self.augment)
+        return TrainingDataset(paths, targets, weights, transform)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.train_dataset()
+        sampler = None
+        if self.balanced_sampler:
+            classes = dataset.targets.argmax(1)
+            counts = torch.bincount(classes, minlength=NUM_CLASSES).clamp(min=1)
+            sampler = WeightedRandomSampler(
+                (1.0 / counts[classes]).double(), num_samples=len(dataset), replacement=True
+            )
+        return self.loader(dataset, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self._eval_dataset(self._require_splits().val))
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader(self._eval_dataset(self._require_splits().test))
+
+    def predict_dataloader(self) -> DataLoader:
+        """Eval-transformed images of the unlabeled pool, without labels."""
+        return self.loader(PredictDataset(self.unlabeled_paths(), self.eval_transform()))

@@ -1,0 +1,378 @@
+"""Source readers: a data set on disk -> ``{split name: Manifest}`` with absolute paths.
+
+Every reader maps labels by emotion *name* (or RAF-DB label 1..7) to the one
+canonical order in :mod:`fer_lightning.emotions`, so data sets that order their
+classes differently can never be silently mislabeled. Bad input raises a
+:class:`DataError` that names the file (and line), how many entries are affected,
+and the fix, because a training run should fail at setup, not hours in.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import logging
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, emotion_index
+
+log = logging.getLogger("fer_lightning.data")
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+RAFDB_LABEL_FILES = ("list_patition_label.txt", "list_partition_label.txt")  # official (sic)
+RAFDB_VARIANTS = ("aligned", "original")
+SHOW = 5  # how many offending names an error message lists
+
+
+def _shortlist(items: list[str]) -> str:
+    """The first few items of a long list, with how many were left out."""
+    head = ", ".join(items[:SHOW])
+    return head + (f", ... ({len(items) - SHOW} more)" if len(items) > SHOW else "")
+
+
+def _root(root: str | os.PathLike, what: str) -> Path:
+    """An absolute data root (symlinks kept as the user wrote them), which must exist."""
+    path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+    if not path.is_dir():
+        raise DataError(f"{what} root {path} does not exist or is not a directory; check data.root")
+    return path
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _finish(manifests: dict[str, Manifest], source: str) -> dict[str, Manifest]:
+    """Reject empty splits and warn about classes a split lacks."""
+    for split, manifest in manifests.items():
+        if len(manifest) == 0:
+            raise DataError(f"{source}: split {split!r} has no images; add images or remove it")
+    for split, missing in _absent_classes(manifests).items():
+        log.warning("%s: split %r has no images of %s", source, split, ", ".join(missing))
+    return manifests
+
+
+def _absent_classes(manifests: Mapping[str, Manifest]) -> dict[str, list[str]]:
+    """Per split with any known labels, the emotions it has no image of."""
+    absent = {}
+    for split, manifest in manifests.items():
+        if (manifest.labels >= 0).any():
+            counts = manifest.class_counts()
+            missing = [EMOTIONS[c] for c in range(NUM_CLASSES) if counts[c] == 0]
+            if missing:
+                absent[split] = missing
+    return absent
+
+
+def describe(manifests: Mapping[str, Manifest]) -> str:
+    """A per-emotion count table, one column per split, with absent classes flagged by ``!``.
+
+    Splits whose labels are all unknown (unlabeled folders) show only their size:
+    an empty column there is expected, not a missing class.
+    """
+    splits = list(manifests)
+    counts = {s: manifests[s].class_counts() for s in splits}
+    unknown = {s: int((manifests[s].labels == UNKNOWN).sum()) for s in splits}
+    absent = _absent_classes(manifests)
+    width = max([10, *(len(s) + 2 for s in splits)])
+    lines = ["emotion".ljust(10) + "".join(s.rjust(width) for s in splits)]
+    for c, emotion in enumerate(EMOTIONS):
+        cells = []
+        for s in splits:
+            flag = " !" if emotion in absent.get(s, ()) else "  "
+            cells.append((str(counts[s][c]) + flag).rjust(width))
+        lines.append(emotion.ljust(10) + "".join(cells))
+    if any(unknown.values()):
+        lines.append("unknown".ljust(10) + "".join(f"{unknown[s]}  ".rjust(width) for s in splits))
+    lines.append("total".ljust(10) + "".join(f"{len(manifests[s])}  ".rjust(width) for s in splits))
+    for split, missing in absent.items():
+        lines.append(f"! {split} has no {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+def _missing_error(missing: list[str], total: int, where: Path, listed_in: Path, fix: str) -> None:
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {total} images listed in {listed_in} are missing from {where}: "
+            f"{_shortlist(missing)}. {fix}"
+        )
+
+
+def _bad_lines_error(bad: list[str], expected: str) -> None:
+    """One error for all bad lines of a label file, so one pass fixes them all."""
+    if bad:
+        raise DataError(f"{len(bad)} bad lines (expected {expected}): {_shortlist(bad)}")
+
+
+def _raf_label(text: str, location: str) -> int:
+    """A RAF-DB label 1..7 -> 0..6, or a DataError naming ``location`` (file:line)."""
+    try:
+        if not text.strip().isdigit():
+            raise ValueError(f"label {text!r} is not an integer")
+        return emotion_index(int(text))
+    except ValueError as err:
+        raise DataError(f"{location}: {err}") from None
+
+
+def read_rafdb(root: str | os.PathLike, variant: str = "aligned") -> dict[str, Manifest]:
+    """RAF-DB's official "basic" layout; ``root`` is the folder holding ``basic/`` or ``basic/``.
+
+    The split of an image is its name's prefix (``train_00001.jpg`` -> ``train``).
+    """
+    if variant not in RAFDB_VARIANTS:
+        raise DataError(f"RAF-DB variant must be one of {RAFDB_VARIANTS}, got {variant!r}")
+    root = _root(root, "RAF-DB")
+    basic = root / "basic" if (root / "basic").is_dir() else root
+    candidates = [basic / "EmoLabel" / name for name in RAFDB_LABEL_FILES]
+    label_file = next((p for p in candidates if p.is_file()), None)
+    if label_file is None:
+        raise DataError(
+            f"RAF-DB label file not found: expected {candidates[0]}; point data.root at the "
+            "folder that contains basic/ (or at basic/ itself)"
+        )
+    image_dir = basic / "Image" / variant
+    if not image_dir.is_dir():
+        raise DataError(f"RAF-DB image folder {image_dir} does not exist (variant={variant!r})")
+
+    entries: dict[str, tuple[list[str], list[int]]] = {}
+    bad: list[str] = []
+    with open(label_file) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            location = f"{label_file}:{number}"
+            if len(fields) != 2 or "_" not in fields[0]:
+                bad.append(f"{location}: malformed line {line.strip()!r}")
+                continue
+            name, label = fields
+            split = name.split("_", 1)[0]
+            stem, suffix = os.path.splitext(name)
+            filename = f"{stem}_aligned{suffix}" if variant == "aligned" else name
+            try:
+                y = _raf_label(label, location)
+            except DataError as err:
+                bad.append(str(err))
+                continue
+            names, labels = entries.setdefault(split, ([], []))
+            names.append(filename)
+            labels.append(y)
+    _bad_lines_error(bad, "'<split>_<id>.jpg <label 1..7>'")
+    if not entries:
+        raise DataError(f"{label_file} lists no images")
+
+    present = set(os.listdir(image_dir))
+    listed = [n for names, _ in entries.values() for n in names]
+    other = "original" if variant == "aligned" else "aligned"
+    _missing_error(
+        [n for n in listed if n not in present],
+        len(listed),
+        image_dir,
+        label_file,
+        f"Restore the images, or use variant={other!r} if only that folder is complete.",
+    )
+    manifests = {
+        split: Manifest(np.array([str(image_dir / n) for n in names]), np.array(labels))
+        for split, (names, labels) in entries.items()
+    }
+    return _finish(manifests, f"RAF-DB {root}")
+
+
+def _kaggle_paths(root: Path) -> tuple[Path, Path]:
+    """(DATASET folder, folder holding the label csvs) for the Kaggle repackaging."""
+    dataset = root / "DATASET" if (root / "DATASET").is_dir() else root
+    for csv_dir in (root, dataset, dataset.parent):
+        if (csv_dir / "train_labels.csv").is_file() or (csv_dir / "test_labels.csv").is_file():
+            return dataset, csv_dir
+    raise DataError(
+        f"RAF-DB (Kaggle) label files train_labels.csv / test_labels.csv not found in {root} "
+        f"or {dataset}; point data.root at the folder holding DATASET/ and the csv files"
+    )
+
+
+def read_rafdb_kaggle(root: str | os.PathLike) -> dict[str, Manifest]:
+    """The common Kaggle repackaging: ``DATASET/<split>/<1..7>/`` plus ``<split>_labels.csv``.
+
+    Labels come from the csv (RAF-DB 1..7); the image lives in its label's folder.
+    """
+    root = _root(root, "RAF-DB (Kaggle)")
+    dataset, csv_dir = _kaggle_paths(root)
+    manifests = {}
+    for split in ("train", "test"):
+        label_file = csv_dir / f"{split}_labels.csv"
+        if not label_file.is_file():
+            raise DataError(f"RAF-DB (Kaggle) label file {label_file} does not exist")
+        names: list[str] = []
+        labels: list[int] = []
+        bad: list[str] = []
+        with open(label_file, newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"image", "label"} <= set(reader.fieldnames or ()):
+                raise DataError(
+                    f"{label_file}:1: header must name columns 'image,label', "
+                    f"got {reader.fieldnames}"
+                )
+            for row in reader:
+                location = f"{label_file}:{reader.line_num}"
+                if not row["image"] or row["label"] is None:
+                    bad.append(f"{location}: malformed row {row}")
+                    continue
+                try:
+                    labels.append(_raf_label(row["label"], location))
+                except DataError as err:
+                    bad.append(str(err))
+                    continue
+                names.append(row["image"].strip())
+        _bad_lines_error(bad, "'<image>,<label 1..7>'")
+        paths = [dataset / split / str(y + 1) / n for n, y in zip(names, labels, strict=True)]
+        listing: dict[Path, set[str]] = {}
+        for folder in {p.parent for p in paths}:
+            listing[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
+        _missing_error(
+            [str(p.relative_to(dataset)) for p in paths if p.name not in listing[p.parent]],
+            len(paths),
+            dataset,
+            label_file,
+            "Each image must be in DATASET/<split>/<its label 1..7>/; restore the images.",
+        )
+        manifests[split] = Manifest(np.array([str(p) for p in paths]), np.array(labels))
+    return _finish(manifests, f"RAF-DB (Kaggle) {root}")
+
+
+def _names_emotion(name: str) -> bool:
+    try:
+        emotion_index(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _class_of_folder(folder: Path) -> int:
+    try:
+        return emotion_index(folder.name)
+    except ValueError as err:
+        raise DataError(f"class folder {folder}: {err}") from None
+
+
+def _split_order(folder: Path) -> tuple[int, str]:
+    """train, val, test first (in that order), then any other split alphabetically."""
+    usual = ("train", "val", "validation", "test")
+    name = folder.name.lower()
+    return (usual.index(name) if name in usual else len(usual), folder.name)
+
+
+def read_class_folders(root: str | os.PathLike) -> dict[str, Manifest]:
+    """``root/<split>/<class>/*.jpg``: class folders named by emotion (any synonym) or 1..7."""
+    root = _root(root, "class-folder data set")
+    split_dirs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_split_order
+    )
+    if not split_dirs:
+        raise DataError(f"{root} has no split folders; expected {root}/<split>/<emotion>/*.jpg")
+    if all(_names_emotion(p.name) for p in split_dirs):
+        raise DataError(
+            f"{root} holds class folders ({', '.join(p.name for p in split_dirs)}) directly; "
+            f"expected {root}/<split>/<emotion>/: point data.root at the folder above the splits"
+        )
+    manifests = {}
+    for split_dir in split_dirs:
+        class_dirs = sorted(
+            p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+        paths: list[str] = []
+        labels: list[int] = []
+        for class_dir in class_dirs:
+            label = _class_of_folder(class_dir)
+            images = sorted(str(p) for p in class_dir.iterdir() if p.is_file() and _is_image(p))
+            paths += images
+            labels += [label] * len(images)
+        manifests[split_dir.name] = Manifest(np.array(paths, dtype=np.str_), np.array(labels))
+    return _finish(manifests, f"class folders {root}")
+
+
+def read_unlabeled_folder(root: str | os.PathLike) -> Manifest:
+    """Every image under ``root`` (recursively), labels UNKNOWN: extra faces to pseudo-label."""
+    root = _root(root, "unlabeled image folder")
+    paths = sorted(
+        os.path.join(d, n)
+        for d, _, files in os.walk(root, followlinks=True)
+        for n in files
+        if _is_image(Path(n))
+    )
+    if not paths:
+        raise DataError(
+            f"unlabeled folder {root} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+            "check data.unlabeled_dir"
+        )
+    return Manifest(np.array(paths), np.full(len(paths), UNKNOWN, dtype=np.int64))
+
+
+SOURCES: dict[str, Callable[..., dict[str, Manifest]]] = {
+    "rafdb": read_rafdb,
+    "rafdb_kaggle": read_rafdb_kaggle,
+    "folder": read_class_folders,
+}
+
+
+def read_source(kind: str, root: str | os.PathLike, **options: object) -> dict[str, Manifest]:
+    """Read a source by config name (``rafdb``, ``rafdb_kaggle``, ``folder``)."""
+    if kind not in SOURCES:
+        raise DataError(f"unknown data source kind {kind!r}; valid kinds: {', '.join(SOURCES)}")
+    reader = SOURCES[kind]
+    try:
+        inspect.signature(reader).bind(root, **options)
+    except TypeError:
+        accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
+        raise DataError(
+            f"data source {kind!r} got options {sorted(options)}; it accepts {accepted or 'none'}"
+        ) from None
+    return reader(root, **options)
+
+
+def _decode_error(path: str) -> str | None:
+    """Why ``path`` cannot be fully decoded, or None if it can.
+
+    A full ``load()`` rather than ``verify()``/``cv2.imread``: OpenCV returns a
+    half-grey image for a truncated JPEG, and only a real decode notices.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as err:  # any decoder failure means the file is unusable
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def check_images(
+    manifest: Manifest, on_corrupt: str = "fail", workers: int | None = None
+) -> Manifest:
+    """Decode every image once before training; fail on (or skip) unreadable files.
+
+    Run at setup so a corrupt file stops the run in seconds rather than crashing a
+    DataLoader worker mid-epoch. Decoding releases the GIL, so threads parallelise it.
+    """
+    if on_corrupt not in ("fail", "skip"):
+        raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
+    if len(manifest) == 0:
+        return manifest
+    workers = workers or min(16, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        errors = list(pool.map(_decode_error, manifest.paths.tolist(), chunksize=64))
+    bad = np.array([e is not None for e in errors])
+    if not bad.any():
+        return manifest
+    report = _shortlist([f"{p} ({e})" for p, e in zip(manifest.paths, errors, strict=True) if e])
+    if on_corrupt == "fail":
+        raise DataError(
+            f"{int(bad.sum())} of {len(manifest)} images cannot be decoded: {report}. "
+            "Replace or delete them, or set data.on_corrupt=skip to leave them out"
+        )
+    log.warning("skipping %d of %d unreadable images: %s", bad.sum(), len(manifest), report)
+    return manifest.subset(~bad)

@@ -1,0 +1,159 @@
+"""The split protocol: train -> labeled / unlabeled / val, seeded and stratified per class.
+
+RAF-DB has no validation split, and checkpoints must never be chosen on the test
+set, so validation is carved from train first. The label budget (N per class or a
+fraction) is then taken from what is left, and the rest becomes the unlabeled
+pool; the pool keeps its true labels so pseudo-label precision can be audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.sources import describe
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+
+log = logging.getLogger("fer_lightning.data")
+
+SPLIT_NAMES = ("labeled", "unlabeled", "val", "test")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The four manifests a run trains, pseudo-labels, selects and tests on."""
+
+    labeled: Manifest
+    unlabeled: Manifest
+    val: Manifest
+    test: Manifest
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``directory/{labeled,unlabeled,val,test}.csv``, each atomically."""
+        for name in SPLIT_NAMES:
+            getattr(self, name).to_csv(Path(directory) / f"{name}.csv")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Splits:
+        """Read a saved split back, so a resumed run trains on exactly the same images."""
+        directory = Path(directory)
+        missing = [f"{n}.csv" for n in SPLIT_NAMES if not (directory / f"{n}.csv").is_file()]
+        if missing:
+            raise DataError(
+                f"split directory {directory} lacks {', '.join(missing)}; delete the directory "
+                "to have the split made again from the source"
+            )
+        return cls(**{n: Manifest.from_csv(directory / f"{n}.csv") for n in SPLIT_NAMES})
+
+    def summary(self) -> str:
+        """Per-split per-emotion counts (absent classes flagged)."""
+        return describe({n: getattr(self, n) for n in SPLIT_NAMES})
+
+
+def _round(x: float) -> int:
+    """Round half up: numpy/Python round half to even, which makes counts surprising."""
+    return math.floor(x + 0.5)
+
+
+def _validate(
+    labels_per_class: int | None, label_fraction: float | None, val_fraction: float
+) -> None:
+    if labels_per_class is not None and label_fraction is not None:
+        raise ValueError(
+            "give either data.labels_per_class or data.label_fraction, not both "
+            f"(got {labels_per_class} and {label_fraction}); set the other to null"
+        )
+    if labels_per_class is not None and (
+        isinstance(labels_per_class, bool)
+        or not isinstance(labels_per_class, (int, np.integer))
+        or labels_per_class < 1
+    ):
+        raise ValueError(f"data.labels_per_class must be an integer >= 1, got {labels_per_class!r}")
+    if label_fraction is not None and not 0 < label_fraction <= 1:
+        raise ValueError(f"data.label_fraction must be in (0, 1], got {label_fraction!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}")
+
+
+def make_splits(
+    train: Manifest,
+    test: Manifest,
+    *,
+    labels_per_class: int | None = None,
+    label_fraction: float | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    extra_unlabeled: Manifest | None = None,
+) -> Splits:
+    """Split ``train`` into labeled / unlabeled / val, per class, reproducibly from ``seed``.
+
+    Each class is shuffled once and cut in order: val first, then the labeled
+    budget, then the pool. So for one seed the validation set does not depend on
+    the budget, and smaller budgets are subsets of larger ones: runs that differ
+    only in ``labels_per_class`` compare on the same validation images.
+
+    - val: ``round(val_fraction * n)`` of a class, at least 1 when it has >= 2
+      images, and never all of it (the class must stay trainable).
+    - labeled: ``labels_per_class`` of the rest (all of it, with a warning, if
+      fewer), or ``round(label_fraction * rest)`` (at least 1), or all the rest.
+    - unlabeled: what remains, with ``extra_unlabeled`` appended.
+
+    The input order does not matter (train is sorted by path first), and each
+    output is sorted by path.
+    """
+    _validate(labels_per_class, label_fraction, val_fraction)
+    if len(train) == 0:
+        raise DataError("the training split is empty; nothing to split")
+    unknown = int((train.labels == UNKNOWN).sum())
+    if unknown:
+        raise DataError(
+            f"{unknown} of {len(train)} training images have no label; the training split "
+            "must be labeled (put unlabeled images in data.unlabeled_dir)"
+        )
+    train = train.subset(np.argsort(train.paths, kind="stable"))
+    rng = np.random.default_rng(seed)
+    val_idx, labeled_idx, pool_idx = [], [], []
+    for c in range(NUM_CLASSES):
+        members = np.flatnonzero(train.labels == c)
+        n = len(members)
+        if n == 0:
+            continue
+        order = rng.permutation(members)
+        n_val = min(max(_round(val_fraction * n), 1 if val_fraction > 0 else 0), n - 1)
+        rest = n - n_val
+        if labels_per_class is not None:
+            n_labeled = min(labels_per_class, rest)
+            if rest < labels_per_class:
+                log.warning(
+                    "%s has only %d training images after validation, fewer than "
+                    "data.labels_per_class=%d: all of them are labeled, none go to the pool",
+                    EMOTIONS[c],
+                    rest,
+                    labels_per_class,
+                )
+        elif label_fraction is not None:
+            n_labeled = max(_round(label_fraction * rest), 1)
+        else:
+            n_labeled = rest
+        val_idx.append(order[:n_val])
+        labeled_idx.append(order[n_val : n_val + n_labeled])
+        pool_idx.append(order[n_val + n_labeled :])
+
+    def pick(parts: list[np.ndarray]) -> Manifest:
+        return train.subset(np.sort(np.concatenate(parts)))  # train is path-sorted
+
+    unlabeled = pick(pool_idx)
+    if extra_unlabeled is not None:
+        unlabeled = unlabeled.concat(extra_unlabeled)
+    return Splits(
+        labeled=pick(labeled_idx),
+        unlabeled=unlabeled,
+        val=pick(val_idx),
+        test=test.subset(np.argsort(test.paths, kind="stable")),
+    )

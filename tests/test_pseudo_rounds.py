@@ -1,0 +1,117 @@
+"""Teacher–student rounds through fer-train: manifests, audit, no label leak, empty rounds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cli import tensorboard_tags, train
+from fer_lightning.data.dataset import PredictDataset
+from fer_lightning.data.splits import Splits
+from fer_lightning.data.transforms import eval_transform
+from fer_lightning.emotions import EMOTIONS
+from fer_lightning.models.backbones import backbone_mean_std
+from fer_lightning.models.classifier import FERClassifier
+from layouts import make_rafdb
+
+TRAIN = [10, 6, 6, 16, 10, 6, 10]
+TEST = [3, 2, 2, 4, 3, 2, 3]
+
+
+def _rafdb(tmp):
+    return [f"data=rafdb", f"data.root={make_rafdb(tmp / 'raf', TRAIN, TEST)}"]
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rounds")
+    proc = train(
+        tmp,
+        *_rafdb(tmp),
+        "data.label_fraction=0.4",
+        "pseudo_label=topk",
+        "pseudo_label.k=2",
+        "pseudo_label.min_confidence=0.0",
+        "pseudo_label.soft=true",
+        "pseudo_label.temperature=0.5",
+    )
+    return tmp / "run", proc
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_rounds_write_manifests_audit_and_table(two_rounds):
+    run_dir, proc = two_rounds
+    for k in (0, 1, 2):
+        assert (run_dir / f"round_{k}" / "DONE").is_file()
+    for k in (1, 2):
+        rows = _read_csv(run_dir / "pseudo_labels" / f"round_{k}.csv")
+        assert rows, f"round {k} selected nothing"
+        columns = set(rows[0])
+        assert {"path", "label", "confidence", "weight", "round", "true_label"} <= columns
+        assert {f"prob_{e}" for e in EMOTIONS} <= columns
+        for r in rows:
+            probs = [float(r[f"prob_{e}"]) for e in EMOTIONS]
+            assert abs(sum(probs) - 1) < 1e-4 and int(r["round"]) == k
+        counts = np.bincount([int(r["label"]) for r in rows], minlength=7)
+        assert counts.max() <= 2  # k=2 per predicted class
+        audit = json.loads((run_dir / "pseudo_labels" / f"round_{k}.json").read_text())
+        assert audit["added"] == len(rows) and len(audit["precision"]) == 7
+    table = _read_csv(run_dir / "rounds.csv")
+    assert [int(r["round"]) for r in table] == [0, 1, 2]
+    assert int(table[0]["pseudo_added"]) == 0 and int(table[1]["pseudo_added"]) > 0
+    assert "| round | macro-F1 | acc | surprise |" in proc.stdout
+
+
+def test_tensorboard_has_one_version_per_round_and_round_scalars(two_rounds):
+    run_dir, _ = two_rounds
+    tags = tensorboard_tags(run_dir)
+    assert {"round_0", "round_1", "round_2", "rounds"} <= set(tags)
+    assert len(tags["rounds"]["rounds/test_macro_f1"]) == 3
+    assert len(tags["rounds"]["rounds/pseudo_added"]) == 3
+    assert "rounds/pseudo_precision" in tags["rounds"]
+
+
+def test_pool_truth_never_reaches_training(two_rounds):
+    """Manifest labels are the teacher's argmax, also where the teacher is wrong."""
+    run_dir, _ = two_rounds
+    teacher = FERClassifier.load_from_checkpoint(
+        run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
+    ).eval()
+    pool = Splits.load(run_dir / "splits").unlabeled
+    dataset = PredictDataset(pool.paths, eval_transform(32, *backbone_mean_std("mobilenetv1_100")))
+    with torch.no_grad():
+        x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        predicted = teacher.predict_probs(x).argmax(1).numpy()
+    by_path = dict(zip(pool.paths.tolist(), predicted.tolist(), strict=True))
+    rows = _read_csv(run_dir / "pseudo_labels" / "round_1.csv")
+    assert all(int(r["label"]) == by_path[r["path"]] for r in rows)
+    wrong = [r for r in rows if int(r["label"]) != int(r["true_label"])]
+    assert wrong, "the tiny noise data set should make the teacher wrong somewhere"
+
+
+def test_round_that_selects_nothing_trains_on_labeled_only(tmp_path):
+    proc = train(
+        tmp_path, *_rafdb(tmp_path), "data.label_fraction=0.4",
+        "pseudo_label.rounds=1", "pseudo_label.threshold=1.0",
+    )
+    rows = _read_csv(tmp_path / "run" / "rounds.csv")
+    assert [int(r["pseudo_added"]) for r in rows] == [0, 0]
+    assert "selected no pseudo labels" in proc.stderr + proc.stdout
+    assert (tmp_path / "run" / "round_1" / "DONE").is_file()
+
+
+def test_bad_selection_option_fails_before_training(tmp_path):
+    proc = train(
+        tmp_path, *_rafdb(tmp_path), "pseudo_label.rounds=1", "+pseudo_label.k=5", check=False
+    )
+    assert proc.returncode != 0
+    assert "option 'k' is not used by strategy 'threshold'" in proc.stderr
+    assert not (tmp_path / "run" / "round_0").exists()
