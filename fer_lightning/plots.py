@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -25,9 +25,61 @@ def confusion_matrix_figure(cm: np.ndarray, labels: Sequence[str], title: str = 
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(
-                j, i, f"{cm[i, j]}", ha="center", va="center",
-                color="white" if norm[i, j] > 0.5 else "black", fontsize=8,
+                j,
+                i,
+                f"{cm[i, j]}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
             )
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_figure(
+    thresholds: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    title: str = "",
+    ylabel: str = "",
+) -> Figure:
+    """A metric against the pseudo-label threshold, one line per series.
+
+    Runs sharing a threshold (e.g. seeds) are each drawn as a dot; the line joins their means.
+    """
+    xs = np.asarray(thresholds, dtype=np.float64)
+    grid = np.unique(xs)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in series.items():
+        ys = np.asarray(values, dtype=np.float64)
+        means = [np.nanmean(ys[xs == x]) for x in grid]
+        (line,) = ax.plot(grid, means, marker="o", label=label)
+        ax.scatter(xs, ys, color=line.get_color(), alpha=0.4, s=14)
+    ax.set_xlabel("pseudo-label confidence threshold")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def grouped_bars_figure(
+    labels: Sequence[str], series: Mapping[str, Sequence[float]], title: str = "", ylabel: str = ""
+) -> Figure:
+    """Side-by-side bars per label, one colour per series, values printed on the bars."""
+    x = np.arange(len(labels))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend()
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -114,6 +114,7 @@ def run_rounds(cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> 
                     class_score=pcfg.class_score,
                     include_test=pcfg.include_test,
                     accumulate=pcfg.accumulate,
+                    tta_flip=pcfg.tta_flip,
                 )
             )
         fit_round(cfg, datamodule, k, output_dir, callbacks, model=model)

@@ -82,5 +82,7 @@ def fit_round(
             lg.log_hyperparams(flatten_config(cfg), metrics=final, step=trainer.global_step)
             lg.finalize("success")
     atomic_write_text(rdir / "metrics.json", json.dumps(metrics, indent=2))
+    cm = model.test_confusion_matrix.tolist()  # rows: true emotion, columns: predicted
+    atomic_write_text(rdir / "confusion_matrix.json", json.dumps(cm))
     (rdir / "DONE").touch()
     return metrics

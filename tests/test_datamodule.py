@@ -10,6 +10,7 @@ import torch
 
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.sources import read_rafdb
+
 from layouts import make_rafdb
 
 TRAIN = [8, 4, 4, 12, 8, 4, 8]

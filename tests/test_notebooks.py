@@ -8,8 +8,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from layouts import emotion_folders, make_class_folders
 from nbclient import NotebookClient
+
+from layouts import emotion_folders, make_class_folders
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_data.ipynb"
 KERNEL = "fer-lightning-test"

@@ -27,15 +27,19 @@ def test_round_trip_keeps_targets_and_weights(tmp_path, soft):
     assert back.paths.tolist() == ["a.jpg", "b.jpg"]
     np.testing.assert_allclose(back.targets, pseudo.targets, atol=1e-6)
     np.testing.assert_allclose(back.weights, [0.95, 0.9], atol=1e-6)
-    rows = list(csv.DictReader(open(path)))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     assert [r["true_label"] for r in rows] == ["0", "1"]
     assert ("prob_fear" in rows[0]) == soft
 
 
 def test_accumulate_prefers_the_newer_round():
     old = pm.PseudoSet(
-        np.array(["a.jpg", "z.jpg"]), np.array([3, 4]), np.eye(7, dtype=np.float32)[[3, 4]],
-        np.ones(2, np.float32), np.ones(2, np.float32),
+        np.array(["a.jpg", "z.jpg"]),
+        np.array([3, 4]),
+        np.eye(7, dtype=np.float32)[[3, 4]],
+        np.ones(2, np.float32),
+        np.ones(2, np.float32),
     )
     merged = _pseudo(False).merged_over(old)
     assert merged.paths.tolist() == ["z.jpg", "a.jpg", "b.jpg"]

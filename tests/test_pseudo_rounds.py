@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from cli import tensorboard_tags, train
 from fer_lightning.data.dataset import PredictDataset
 from fer_lightning.data.splits import Splits
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.classifier import FERClassifier
+
+from cli import tensorboard_tags, train
 from layouts import make_rafdb
 
 TRAIN = [10, 6, 6, 16, 10, 6, 10]
@@ -23,7 +24,7 @@ TEST = [3, 2, 2, 4, 3, 2, 3]
 
 
 def _rafdb(tmp):
-    return [f"data=rafdb", f"data.root={make_rafdb(tmp / 'raf', TRAIN, TEST)}"]
+    return ["data=rafdb", f"data.root={make_rafdb(tmp / 'raf', TRAIN, TEST)}"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_pool_truth_never_reaches_training(two_rounds):
     dataset = PredictDataset(pool.paths, eval_transform(32, *backbone_mean_std("mobilenetv1_100")))
     with torch.no_grad():
         x = torch.stack([dataset[i][0] for i in range(len(dataset))])
-        predicted = teacher.predict_probs(x).argmax(1).numpy()
+        predicted = teacher.predict_probs(x, flip=True).argmax(1).numpy()
     by_path = dict(zip(pool.paths.tolist(), predicted.tolist(), strict=True))
     rows = _read_csv(run_dir / "pseudo_labels" / "round_1.csv")
     assert all(int(r["label"]) == by_path[r["path"]] for r in rows)
@@ -99,8 +100,11 @@ def test_pool_truth_never_reaches_training(two_rounds):
 
 def test_round_that_selects_nothing_trains_on_labeled_only(tmp_path):
     proc = train(
-        tmp_path, *_rafdb(tmp_path), "data.label_fraction=0.4",
-        "pseudo_label.rounds=1", "pseudo_label.threshold=1.0",
+        tmp_path,
+        *_rafdb(tmp_path),
+        "data.label_fraction=0.4",
+        "pseudo_label.rounds=1",
+        "pseudo_label.threshold=1.0",
     )
     rows = _read_csv(tmp_path / "run" / "rounds.csv")
     assert [int(r["pseudo_added"]) for r in rows] == [0, 0]
@@ -115,3 +119,37 @@ def test_bad_selection_option_fails_before_training(tmp_path):
     assert proc.returncode != 0
     assert "option 'k' is not used by strategy 'threshold'" in proc.stderr
     assert not (tmp_path / "run" / "round_0").exists()
+
+
+def test_ddp_two_processes_predict_each_pool_image_once(tmp_path):
+    """2 CPU processes (gloo): gathered predictions cover the pool exactly once, one manifest."""
+    proc = train(
+        tmp_path,
+        *_rafdb(tmp_path),
+        "trainer=ddp_sim",
+        "data.labels_per_class=3",
+        "pseudo_label=topk",
+        "pseudo_label.rounds=1",
+        "pseudo_label.k=1000",  # keep every pool image: the manifest shows the whole gather
+        "pseudo_label.min_confidence=0.0",
+    )
+    run_dir = tmp_path / "run"
+    pool = Splits.load(run_dir / "splits").unlabeled
+    assert len(pool) % 2 == 1  # an odd pool: DistributedSampler pads one duplicate
+    rows = _read_csv(run_dir / "pseudo_labels" / "round_1.csv")
+    assert sorted(r["path"] for r in rows) == sorted(pool.paths.tolist())
+    teacher = FERClassifier.load_from_checkpoint(
+        run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
+    ).eval()
+    dataset = PredictDataset(pool.paths, eval_transform(32, *backbone_mean_std("mobilenetv1_100")))
+    with torch.no_grad():
+        x = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        probs = teacher.predict_probs(x, flip=True).numpy()
+    by_path = dict(zip(pool.paths.tolist(), probs, strict=True))
+    for r in rows:
+        assert int(r["label"]) == int(by_path[r["path"]].argmax())
+        assert abs(float(r["confidence"]) - by_path[r["path"]].max()) < 1e-4
+    logs = [(run_dir / "train.log").read_text(), (run_dir / "train_ddp_process_1.log").read_text()]
+    for rank, text in enumerate(logs):
+        assert f"rank {rank}: round 1 trains on {len(pool)} pseudo labels" in text
+    assert len(_read_csv(run_dir / "rounds.csv")) == 2 and proc.stdout.count("| round |") == 1

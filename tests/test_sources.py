@@ -7,15 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from layouts import (
-    emotion_folders,
-    make_class_folders,
-    make_rafdb,
-    make_rafdb_kaggle,
-    make_unlabeled_folder,
-    truncate,
-    write_image,
-)
 
 from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
 from fer_lightning.data.sources import (
@@ -28,6 +19,16 @@ from fer_lightning.data.sources import (
     read_unlabeled_folder,
 )
 from fer_lightning.emotions import EMOTIONS
+
+from layouts import (
+    emotion_folders,
+    make_class_folders,
+    make_rafdb,
+    make_rafdb_kaggle,
+    make_unlabeled_folder,
+    truncate,
+    write_image,
+)
 
 TRAIN = (3, 1, 2, 5, 2, 1, 4)
 TEST = (1, 1, 1, 2, 1, 1, 1)

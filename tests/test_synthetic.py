@@ -120,7 +120,8 @@ def test_ensure_caches_and_regenerates(tmp_path: Path) -> None:
     stamp = meta.stat().st_mtime_ns
     first = root / IMAGES / "train_00001_aligned.jpg"
     first_stamp = first.stat().st_mtime_ns
-    assert source(root) == root  # a data source is a callable
+    manifests = source(root)  # a data source: root -> manifests by split, from the cache
+    assert {k: len(v) for k, v in manifests.items()} == {"train": 8, "test": 7}
     assert meta.stat().st_mtime_ns == stamp
     assert first.stat().st_mtime_ns == first_stamp
     # workers does not change the output, so it is not part of the cache key

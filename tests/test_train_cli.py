@@ -7,8 +7,9 @@ import math
 
 import pytest
 
-from cli import run, tensorboard_tags, train
 from fer_lightning.emotions import EMOTIONS
+
+from cli import run, tensorboard_tags, train
 
 TINY = ["data.source.n_train=150", "data.source.n_test=50", "data.source.workers=1"]
 

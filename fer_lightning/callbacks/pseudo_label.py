@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fer_lightning.data.dataset import PredictDataset
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.dataset import PredictDataset
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.io import atomic_write_text
 from fer_lightning.pseudo.manifest import PseudoSet, read_pseudo_manifest, write_pseudo_manifest
@@ -34,7 +34,11 @@ def pseudo_manifest_path(output_dir: Path, k: int) -> Path:
 
 @torch.no_grad()
 def predict_probs(
-    trainer: pl.Trainer, module: pl.LightningModule, datamodule: FERDataModule, paths: np.ndarray
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: FERDataModule,
+    paths: np.ndarray,
+    flip: bool = False,
 ) -> torch.Tensor:
     """Teacher probabilities [len(paths), 7] on every process, each image predicted once.
 
@@ -53,7 +57,7 @@ def predict_probs(
     probs, index = [], []
     with trainer.precision_plugin.forward_context():
         for x, i in loader:
-            probs.append(module.predict_probs(x.to(module.device)).float())
+            probs.append(module.predict_probs(x.to(module.device), flip).float())
             index.append(i.to(module.device))
     module.train(was_training)
     probs_t = torch.cat(probs) if probs else torch.empty(0, NUM_CLASSES, device=module.device)
@@ -81,6 +85,7 @@ class PseudoLabelCallback(pl.Callback):
         class_score: str = "precision",
         include_test: bool = False,
         accumulate: bool = False,
+        tta_flip: bool = False,
     ) -> None:
         if class_score not in ("precision", "confidence"):
             raise ValueError(
@@ -92,6 +97,7 @@ class PseudoLabelCallback(pl.Callback):
         self.class_score = class_score
         self.include_test = include_test
         self.accumulate = accumulate
+        self.tta_flip = tta_flip
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule: FERDataModule = trainer.datamodule
@@ -104,11 +110,13 @@ class PseudoLabelCallback(pl.Callback):
         true_labels = splits.unlabeled.labels
         if self.include_test:
             true_labels = np.concatenate([true_labels, splits.test.labels])
-        probs = predict_probs(trainer, pl_module, datamodule, paths)
+        probs = predict_probs(trainer, pl_module, datamodule, paths, self.tta_flip)
         class_score = labeled_counts = None
         if self.selection.needs_class_score:
             if self.class_score == "precision":
-                val_probs = predict_probs(trainer, pl_module, datamodule, splits.val.paths)
+                val_probs = predict_probs(
+                    trainer, pl_module, datamodule, splits.val.paths, self.tta_flip
+                )
                 class_score = per_class_precision(val_probs, torch.from_numpy(splits.val.labels))
             else:
                 class_score = per_class_mean_confidence(probs)
@@ -121,6 +129,13 @@ class PseudoLabelCallback(pl.Callback):
         trainer.strategy.barrier("pseudo_labels_written")
         pseudo = read_pseudo_manifest(target)
         datamodule.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
+        log.info(
+            "rank %d: round %d trains on %d pseudo labels from %s",
+            trainer.global_rank,
+            self.next_round,
+            len(pseudo),
+            target,
+        )
 
     def _write(self, target: Path, paths: np.ndarray, sel, true_labels: np.ndarray) -> None:
         pseudo = PseudoSet.from_selection(paths, sel)
@@ -130,7 +145,8 @@ class PseudoLabelCallback(pl.Callback):
             log.warning(
                 "round %d: the teacher selected no pseudo labels from %d pool images; "
                 "the student trains on the labeled data alone",
-                self.next_round, len(paths),
+                self.next_round,
+                len(paths),
             )
         if self.accumulate and self.next_round > 1:
             older = read_pseudo_manifest(pseudo_manifest_path(self.output_dir, self.next_round - 1))
@@ -142,6 +158,9 @@ class PseudoLabelCallback(pl.Callback):
         atomic_write_text(target.with_suffix(".json"), json.dumps(stats, indent=2))
         log.info(
             "round %d: %d pseudo labels from %d pool images (precision %.3f) -> %s",
-            self.next_round, len(pseudo), len(paths), stats.get("precision_overall", float("nan")),
+            self.next_round,
+            len(pseudo),
+            len(paths),
+            stats.get("precision_overall", float("nan")),
             target,
         )

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.results import metrics_table, rounds_table
@@ -23,13 +24,19 @@ def train(cfg: DictConfig) -> list[dict]:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
     rows = run_rounds(cfg, datamodule, output_dir)
+    report(rows, output_dir)
+    return rows
+
+
+@rank_zero_only
+def report(rows: list[dict], output_dir: Path) -> None:
+    """Print the final test table and the rounds table (once, under DDP)."""
     last = json.loads((round_dir(output_dir, len(rows) - 1) / "metrics.json").read_text())
     print(f"\nFinal model (round {len(rows) - 1}) on the test split:\n")
     print(metrics_table(last))
     print("\nRounds (test split, %; round 0 = teacher on labeled data only):\n")
     print(rounds_table(rows))
     print(f"\nlogs, checkpoints, pseudo labels and TensorBoard events: {output_dir}")
-    return rows
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

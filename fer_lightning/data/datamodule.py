@@ -1,4 +1,4 @@
-"""FERDataModule: labeled / unlabeled / val / test loaders over a data source, plus pseudo labels."""
+"""FERDataModule: labeled, unlabeled, val and test loaders over a source, plus pseudo labels."""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
+from fer_lightning.data.manifest import Manifest
+from fer_lightning.data.sources import read_rafdb
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS
 
 VERSION = 1  # bump whenever the drawing changes, so cached sets are regenerated
@@ -759,7 +761,10 @@ def _replace_dir(new: Path, root: Path) -> None:
 
 @dataclass(frozen=True)
 class SyntheticRafdb:
-    """A data source: ``ensure(root)`` makes ``root`` hold this synthetic set, cached."""
+    """A data source: ``source(root)`` generates the set into ``root`` (cached) and reads it.
+
+    The set is in RAF-DB's official layout, so the RAF-DB reader serves it.
+    """
 
     n_train: int = 3000
     n_test: int = 1000
@@ -786,4 +791,6 @@ class SyntheticRafdb:
                 return root
             return generate_rafdb(root, **params, workers=workers)
 
-    __call__ = ensure
+    def __call__(self, root: str | os.PathLike) -> dict[str, Manifest]:
+        """Manifests by split, like every other source (see ``FERDataModule``)."""
+        return read_rafdb(self.ensure(root))

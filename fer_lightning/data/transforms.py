@@ -42,9 +42,7 @@ def train_transform(
     ]
     if color > 0:
         ops.append(
-            A.ColorJitter(
-                brightness=color, contrast=color, saturation=color, hue=color / 4, p=0.8
-            )
+            A.ColorJitter(brightness=color, contrast=color, saturation=color, hue=color / 4, p=0.8)
         )
     if dropout > 0:
         ops.append(

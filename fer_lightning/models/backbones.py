@@ -59,14 +59,20 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
     missing = [k for k in result.missing_keys if not k.startswith(f"{head}.")]
     log.info(
         "loaded %d tensors from %s (head dropped: %d keys; missing: %d; unexpected: %d)",
-        len(state), path, len(dropped), len(missing), len(result.unexpected_keys),
+        len(state),
+        path,
+        len(dropped),
+        len(missing),
+        len(result.unexpected_keys),
     )
     if missing:
         log.warning("weights %s lack %d backbone keys, e.g. %s", path, len(missing), missing[:5])
     if result.unexpected_keys:
         log.warning(
             "weights %s have %d keys the model does not, e.g. %s",
-            path, len(result.unexpected_keys), result.unexpected_keys[:5],
+            path,
+            len(result.unexpected_keys),
+            result.unexpected_keys[:5],
         )
     backbone_keys = [k for k in own if not k.startswith(f"{head}.")]
     if len(missing) > len(backbone_keys) // 2:
@@ -75,6 +81,7 @@ def load_local_weights(model: nn.Module, path: str | Path) -> None:
             f"{len(backbone_keys)} backbone tensors match "
             f"{model.pretrained_cfg.get('architecture')}; is it another model's file?"
         )
+
 
 def create_backbone(
     name: str,

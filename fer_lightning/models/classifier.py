@@ -29,7 +29,9 @@ from fer_lightning.plots import confusion_matrix_figure
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05) -> LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05
+) -> LambdaLR:
     """Linear warm-up then cosine decay to zero, stepped per batch."""
     warmup = max(1, int(total_steps * warmup_fraction))
 
@@ -76,7 +78,6 @@ class FERClassifier(pl.LightningModule):
         freeze_backbone_epochs: int = 0,
         label_smoothing: float = 0.1,
         class_weights: Sequence[float] | None = None,
-        tta_flip: bool = False,
         image_size: int | None = None,
     ) -> None:
         super().__init__()
@@ -93,8 +94,11 @@ class FERClassifier(pl.LightningModule):
         self.scheduler_cfg = dict(scheduler) if scheduler else None
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.label_smoothing = label_smoothing
-        self.tta_flip = tta_flip
-        cw = None if class_weights is None else torch.tensor(list(class_weights), dtype=torch.float32)
+        cw = (
+            None
+            if class_weights is None
+            else torch.tensor(list(class_weights), dtype=torch.float32)
+        )
         if cw is not None and cw.numel() != NUM_CLASSES:
             raise ValueError(f"model.class_weights needs {NUM_CLASSES} values, got {cw.numel()}")
         self.register_buffer("class_weights", cw, persistent=False)
@@ -156,10 +160,10 @@ class FERClassifier(pl.LightningModule):
 
     # -- prediction (pseudo-labeling, fer-eval) --------------------------------------
     @torch.no_grad()
-    def predict_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities, averaged with the mirrored image when ``tta_flip``."""
+    def predict_probs(self, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+        """Softmax probabilities; with ``flip``, averaged with the mirrored faces (TTA)."""
         probs = self(x).float().softmax(dim=-1)
-        if self.tta_flip:
+        if flip:
             probs = (probs + self(x.flip(-1)).float().softmax(dim=-1)) / 2
         return probs
 
@@ -173,4 +177,7 @@ class FERClassifier(pl.LightningModule):
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = instantiate(self.scheduler_cfg, optimizer=optimizer, total_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

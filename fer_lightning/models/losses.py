@@ -1,4 +1,4 @@
-"""Cross-entropy on probability targets: one loss for hard labels, soft pseudo labels and weights."""
+"""Cross-entropy on probability targets: one loss for hard, soft and weighted labels."""
 
 from __future__ import annotations
 

@@ -1,0 +1,56 @@
+"""``fer-report``: compare runs and sweeps side by side (table, report.csv, PNG plots)."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Sequence
+
+from fer_lightning.report import (
+    NoRunsError,
+    best_run,
+    load_runs,
+    report_table,
+    shared_overrides,
+    write_report,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print the runs table; write report.csv and the plots; exit 2 when a DIR holds no run."""
+    parser = argparse.ArgumentParser(
+        prog="fer-report",
+        description="Compare fer-train runs: teacher vs final student test metrics per run, "
+        "as a markdown table, report.csv and PNG plots.",
+    )
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        metavar="DIR",
+        help="a run directory or a directory holding runs at any depth (e.g. a sweep)",
+    )
+    parser.add_argument("--out", help="where report.csv and the plots go (default: the first DIR)")
+    args = parser.parse_args(argv)
+
+    try:
+        runs = load_runs(args.dirs)
+    except NoRunsError as e:
+        parser.exit(2, f"fer-report: error: {e}\n")
+    print("Runs (test split, %; teacher = round 0, final = last finished round):\n")
+    print(report_table(runs))
+    if shared := shared_overrides(runs):
+        print(f"\noverrides shared by all runs (left out above): {','.join(shared)}")
+    statuses = Counter(r.status.split(":")[0] for r in runs)
+    print(f"\n{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
+    best = best_run(runs)
+    if best is not None:
+        print(
+            f"best run by validation macro-F1: {best.label} "
+            f"(round {best.final['round']}, val {100 * best.final['val_macro_f1']:.1f})"
+        )
+    for path in write_report(runs, args.out or args.dirs[0]):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""Compare runs: one summary per fer-train run directory, as a table, a CSV and plots.
+
+Everything here only reads what ``fer-train`` leaves on disk (see rounds.py), so it works
+on sweeps still in progress and never imports torch. A run that is unfinished or damaged
+gets a status instead of stopping the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.io import atomic_path
+from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
+from fer_lightning.results import _pct
+
+REPORT_CSV = "report.csv"
+
+
+class NoRunsError(ValueError):
+    """A directory given to the report holds no run, so it is most likely a wrong path."""
+
+
+@dataclass
+class RunSummary:
+    """What one run directory says about itself; ``rounds`` holds its finished rounds in order.
+
+    Each round is a dict keyed like ``rounds.csv`` (round, val_macro_f1, test_macro_f1,
+    test_acc, test_f1_<emotion>, pseudo_added, pseudo_precision), so
+    :func:`fer_lightning.results.rounds_table` renders it.
+    """
+
+    run_dir: Path
+    name: str  # Hydra's override_dirname, the joined overrides, or the directory name
+    overrides: list[str]
+    status: str = "done"
+    threshold: float | None = None
+    student_rounds: int | None = None  # configured pseudo_label.rounds; None without a config
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""  # the name without the overrides all compared runs share
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
+
+    @property
+    def teacher(self) -> dict[str, Any] | None:
+        return self.rounds[0] if self.rounds else None
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        return self.rounds[-1] if self.rounds else None
+
+
+def is_run_dir(path: Path) -> bool:
+    """fer-train output: Hydra's ``.hydra/``, a round folder or a rounds table (so a run that
+    lost its config is still found and reported as broken)."""
+    return (
+        (path / ".hydra").is_dir() or (path / "round_0").is_dir() or (path / "rounds.csv").is_file()
+    )
+
+
+def find_runs(root: str | os.PathLike) -> list[Path]:
+    """``root`` when it is a run, else every run below it at any depth, in path order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NoRunsError(f"{root} is not a directory")
+    runs = []
+    for dirpath, dirnames, _ in os.walk(root):
+        if is_run_dir(Path(dirpath)):
+            runs.append(Path(dirpath))
+            dirnames.clear()  # checkpoints and TensorBoard events hold no runs
+        else:
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    if not runs:
+        raise NoRunsError(
+            f"no runs under {root} (a run directory holds .hydra/ or round_0/ from fer-train)"
+        )
+    return runs
+
+
+def _yaml(path: Path) -> Any:
+    """The file's YAML as plain Python, or None when the file does not exist."""
+    if not path.is_file():
+        return None
+    return OmegaConf.to_container(OmegaConf.load(path))
+
+
+def _run_name(run_dir: Path, overrides: list[str]) -> str:
+    """Hydra's override_dirname (the sweep subdir name, without path-like keys) when recorded,
+    else the joined overrides, else the directory name."""
+    hydra = _yaml(run_dir / ".hydra" / "hydra.yaml")
+    if hydra is not None:
+        return hydra["hydra"]["job"].get("override_dirname") or run_dir.name
+    return ",".join(overrides) or run_dir.name
+
+
+def _read_round(run_dir: Path, k: int) -> dict[str, Any]:
+    """Round k's rounds.csv-style row from its metrics.json and its pseudo-label audit."""
+    metrics = json.loads((run_dir / f"round_{k}" / "metrics.json").read_text())
+    row: dict[str, Any] = {
+        "round": k,
+        "val_macro_f1": float(metrics["val/best_macro_f1"]),
+        "test_macro_f1": float(metrics["test/macro_f1"]),
+        "test_acc": float(metrics["test/acc"]),
+    }
+    row.update({f"test_f1_{e}": float(metrics[f"test/f1_{e}"]) for e in EMOTIONS})
+    audit = run_dir / "pseudo_labels" / f"round_{k}.json"  # fer_lightning.callbacks.pseudo_label
+    stats = json.loads(audit.read_text()) if k > 0 and audit.is_file() else {}
+    row["pseudo_added"] = int(stats.get("added", 0))
+    row["pseudo_precision"] = float(stats.get("precision_overall", math.nan))
+    return row
+
+
+def _reason(err: Exception) -> str:
+    return f"no {err.args[0]!r}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+
+
+def load_run(run_dir: str | os.PathLike) -> RunSummary:
+    """Summarise one run; problems become its status (``running``, ``incomplete``,
+    ``broken: <reason>``) so one bad run never hides the others."""
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    try:
+        overrides = [str(o) for o in _yaml(run_dir / ".hydra" / "overrides.yaml") or []]
+        name = _run_name(run_dir, overrides)
+    except Exception as err:  # any malformed Hydra file: report it, keep going
+        overrides, name = [], run_dir.name
+        problems.append(f".hydra: {_reason(err)}")
+    run = RunSummary(run_dir, name, overrides)
+    try:
+        cfg = _yaml(run_dir / ".hydra" / "config.yaml")
+        if cfg is None:
+            problems.append("missing .hydra/config.yaml")
+        else:
+            pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
+            run.student_rounds = int(pseudo.get("rounds", 0))
+            threshold = pseudo.get("threshold")
+            run.threshold = None if threshold is None else float(threshold)
+    except Exception as err:  # unparsable YAML or odd values: report it, keep going
+        problems.append(f".hydra/config.yaml: {_reason(err)}")
+
+    running = False
+    k = 0
+    while (run_dir / f"round_{k}").is_dir():
+        if not (run_dir / f"round_{k}" / "DONE").is_file():
+            running = True
+            break
+        try:
+            run.rounds.append(_read_round(run_dir, k))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            problems.append(f"round_{k}: {_reason(err)}")
+            break
+        k += 1
+
+    if problems:
+        run.status = f"broken: {problems[0]}"
+    elif running:
+        run.status = "running"
+    elif run.student_rounds is not None and len(run.rounds) < run.student_rounds + 1:
+        run.status = "incomplete"
+    return run
+
+
+def shared_overrides(runs: Sequence[RunSummary]) -> list[str]:
+    """Override items in every run's name (2+ runs), e.g. a sweep's fixed ``data.root=...``."""
+    if len(runs) < 2:
+        return []
+    common = set.intersection(*(set(r.name.split(",")) for r in runs))
+    return [item for item in runs[0].name.split(",") if item in common]
+
+
+def load_runs(dirs: Iterable[str | os.PathLike]) -> list[RunSummary]:
+    """Every run under ``dirs`` (each a run or a sweep), once each, labelled by what sets it
+    apart from the others; NoRunsError names a dir without runs."""
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        for run_dir in find_runs(d):
+            seen.setdefault(run_dir.resolve(), run_dir)
+    runs = [load_run(run_dir) for run_dir in seen.values()]
+    shared = set(shared_overrides(runs))
+    for run in runs:
+        run.label = ",".join(i for i in run.name.split(",") if i not in shared) or run.name
+    return runs
+
+
+def best_run(runs: Sequence[RunSummary]) -> RunSummary | None:
+    """The run whose final student has the highest VALIDATION macro-F1 (test never selects);
+    None when no healthy run has finished a student round."""
+    candidates = [
+        r
+        for r in runs
+        if not r.status.startswith("broken")
+        and r.final is not None
+        and r.final["round"] > 0
+        and not math.isnan(r.final["val_macro_f1"])
+    ]
+    return max(candidates, key=lambda r: r.final["val_macro_f1"], default=None)
+
+
+def summary_row(run: RunSummary) -> dict[str, Any]:
+    """One report.csv row: fractions (not %), empty where the run has no such value."""
+    teacher, final = run.teacher or {}, run.final or {}
+    row: dict[str, Any] = {
+        "run": run.label,
+        "status": run.status,
+        "final_round": final.get("round"),
+        "student_rounds": run.student_rounds,
+        "threshold": run.threshold,
+        "teacher_test_macro_f1": teacher.get("test_macro_f1"),
+        "teacher_test_acc": teacher.get("test_acc"),
+        "final_test_macro_f1": final.get("test_macro_f1"),
+        "final_test_acc": final.get("test_acc"),
+        "final_val_macro_f1": final.get("val_macro_f1"),
+    }
+    row.update({f"teacher_test_f1_{e}": teacher.get(f"test_f1_{e}") for e in EMOTIONS})
+    row.update({f"final_test_f1_{e}": final.get(f"test_f1_{e}") for e in EMOTIONS})
+    row["pseudo_added"] = final.get("pseudo_added")
+    row["pseudo_precision"] = final.get("pseudo_precision")
+    row["overrides"] = " ".join(run.overrides)
+    row["run_dir"] = str(run.run_dir)
+    return row
+
+
+def report_table(runs: Sequence[RunSummary]) -> str:
+    """Markdown table, one row per run: teacher (round 0) vs final round on test (in %),
+    the final round's per-emotion F1, pseudo set and validation macro-F1."""
+    header = [
+        "run",
+        "teacher F1",
+        "teacher acc",
+        "final F1",
+        "final acc",
+        *EMOTIONS,
+        "pseudo added",
+        "pseudo precision",
+        "val F1",
+        "round",
+        "status",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
+    for run in runs:
+        teacher, final = run.teacher or {}, run.final or {}
+        planned = "?" if run.student_rounds is None else run.student_rounds
+        cells = [
+            run.label.replace("|", "\\|"),
+            _pct(teacher.get("test_macro_f1")),
+            _pct(teacher.get("test_acc")),
+            _pct(final.get("test_macro_f1")),
+            _pct(final.get("test_acc")),
+            *(_pct(final.get(f"test_f1_{e}")) for e in EMOTIONS),
+            str(final.get("pseudo_added", "-")),
+            _pct(final.get("pseudo_precision")),
+            _pct(final.get("val_macro_f1")),
+            f"{final.get('round', '-')}/{planned}",
+            run.status,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def threshold_plot(runs: Sequence[RunSummary]) -> Figure | None:
+    """Teacher and final test macro-F1 against pseudo_label.threshold over the finished runs
+    that have one; None when there are none."""
+    done = [r for r in runs if r.status == "done" and r.threshold is not None]
+    if not done:
+        return None
+    return threshold_figure(
+        [r.threshold for r in done],
+        {
+            "teacher (round 0)": [100 * r.teacher["test_macro_f1"] for r in done],
+            "final student": [100 * r.final["test_macro_f1"] for r in done],
+        },
+        title="Macro-F1 vs pseudo-label threshold",
+        ylabel="test macro-F1 (%)",
+    )
+
+
+def per_emotion_plot(run: RunSummary) -> Figure:
+    """The paper's before/after view: per-emotion test F1 of the teacher and the final student."""
+    return grouped_bars_figure(
+        EMOTIONS,
+        {
+            "teacher (round 0)": [100 * run.teacher[f"test_f1_{e}"] for e in EMOTIONS],
+            f"student (round {run.final['round']})": [
+                100 * run.final[f"test_f1_{e}"] for e in EMOTIONS
+            ],
+        },
+        title=f"{run.label}: test F1 per emotion",
+        ylabel="F1 (%)",
+    )
+
+
+def confusion_matrix(run_dir: Path, k: int) -> np.ndarray | None:
+    """Round k's test confusion matrix (rows: true emotion), None when not saved or malformed:
+    it only feeds a figure."""
+    path = run_dir / f"round_{k}" / "confusion_matrix.json"
+    try:
+        cm = np.asarray(json.loads(path.read_text()), dtype=np.int64)
+    except (OSError, ValueError, TypeError):
+        return None
+    return cm if cm.shape == (NUM_CLASSES, NUM_CLASSES) else None
+
+
+def confusion_plots(run: RunSummary) -> dict[str, Figure]:
+    """{"teacher" | "final": figure} for those of the two rounds whose matrix was saved."""
+    figures = {}
+    for role, row in (("teacher", run.teacher), ("final", run.final)):
+        cm = None if row is None else confusion_matrix(run.run_dir, row["round"])
+        if cm is not None:
+            title = f"{run.label}: round {row['round']} ({role}), test"
+            figures[role] = confusion_matrix_figure(cm, EMOTIONS, title)
+    return figures
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(runs: Sequence[RunSummary], out_dir: str | os.PathLike) -> list[Path]:
+    """report.csv plus the PNG plots (threshold curve; per-emotion F1 and confusion matrices
+    of the best run by validation macro-F1), each written atomically; returns the paths."""
+    if not runs:
+        raise NoRunsError("no runs to report")
+    out_dir = Path(out_dir)
+    rows = [summary_row(r) for r in runs]
+    with atomic_path(out_dir / REPORT_CSV) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    written = [out_dir / REPORT_CSV]
+    fig = threshold_plot(runs)
+    if fig is not None:
+        written.append(_save(fig, out_dir / "macro_f1_vs_threshold.png"))
+    best = best_run(runs)
+    if best is not None:
+        written.append(_save(per_emotion_plot(best), out_dir / "per_emotion_f1.png"))
+        for role, cm_fig in confusion_plots(best).items():
+            written.append(_save(cm_fig, out_dir / f"confusion_{role}.png"))
+    return written

@@ -1,0 +1,72 @@
+"""fer-export through Hydra: the ONNX model runs in onnxruntime and matches PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_predict import make_checkpoint
+
+from fer_lightning.cli.export import export
+from fer_lightning.emotions import EMOTIONS
+from fer_lightning.export import INPUT_NAME, OUTPUT_NAME
+from fer_lightning.inference import load_classifier
+from fer_lightning.models.backbones import backbone_mean_std
+
+from cli import run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    ckpt = make_checkpoint(tmp / "tiny.ckpt")
+    out = tmp / "model" / "fer.onnx"
+    proc = run(
+        "export",
+        [f"ckpt_path={ckpt}", f"output={out}", f"hydra.run.dir={tmp / 'hydra'}"],
+        tmp,
+    )
+    return ckpt, out, proc
+
+
+def test_onnx_matches_pytorch_for_any_batch_size(exported):
+    ckpt, out, proc = exported
+    assert f"wrote {out}" in proc.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fer.onnx"]  # one file, no temp left
+    model = load_classifier(ckpt)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == [OUTPUT_NAME]
+    generator = torch.Generator().manual_seed(0)
+    for batch in (3, 1):
+        x = torch.randn(batch, 3, 32, 32, generator=generator)
+        (got,) = session.run(None, {INPUT_NAME: x.numpy()})
+        expected = model.predict_probs(x).numpy()
+        assert got.shape == (batch, len(EMOTIONS))
+        assert np.abs(got - expected).max() <= 1e-4
+        assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)  # probabilities, not logits
+
+
+def test_onnx_metadata_describes_the_input_and_labels(exported):
+    _, out, _ = exported
+    proto = onnx.load(str(out))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    mean, std = backbone_mean_std("mobilenetv1_100")
+    assert json.loads(meta["labels"]) == list(EMOTIONS)
+    assert meta["image_size"] == "32"
+    assert json.loads(meta["mean"]) == pytest.approx(mean)
+    assert json.loads(meta["std"]) == pytest.approx(std)
+    assert meta["output"].startswith("softmax probabilities")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value")  # dynamic batch axis
+    assert [d.dim_value for d in dims[1:]] == [3, 32, 32]
+
+
+def test_unknown_format_fails_clearly():
+    cfg = OmegaConf.create({"ckpt_path": "x.ckpt", "format": "tflite", "output": "m.tflite"})
+    with pytest.raises(ValueError, match="format=tflite is not supported"):
+        export(cfg)

@@ -1,0 +1,200 @@
+"""fer-report on fake run directories (no training): a sweep, unfinished and broken runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from fer_lightning.cli.report import main
+from fer_lightning.emotions import EMOTIONS
+
+# per-emotion F1 around a round's macro-F1: happiness high, fear and disgust low (RAF-DB-like)
+EMOTION_OFFSETS = (0.02, -0.08, -0.05, 0.15, 0.01, -0.04, -0.01)
+SWEEP = {  # threshold: (test macro-F1 per round, final val macro-F1): best by test != best by val
+    0.8: ((0.60, 0.70, 0.74), 0.70),
+    0.9: ((0.60, 0.69, 0.72), 0.75),
+    0.95: ((0.60, 0.66, 0.70), 0.68),
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_yaml(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def make_run(
+    run_dir: Path,
+    overrides: Sequence[str] = (),
+    *,
+    test_f1: Sequence[float] = (0.60, 0.66, 0.70),
+    final_val: float = 0.7,
+    student_rounds: int = 2,
+    threshold: float | None = 0.9,
+    override_dirname: str | None = None,
+    confusion: bool = False,
+) -> Path:
+    """A run with ``len(test_f1)`` finished rounds, as fer-train leaves it on disk."""
+    pseudo = f"  rounds: {student_rounds}\n  strategy: threshold\n"
+    if threshold is not None:
+        pseudo += f"  threshold: {threshold}\n"
+    write_yaml(run_dir / ".hydra" / "config.yaml", f"seed: 42\npseudo_label:\n{pseudo}")
+    write_yaml(run_dir / ".hydra" / "overrides.yaml", "".join(f"- {o}\n" for o in overrides))
+    if override_dirname is not None:
+        write_yaml(
+            run_dir / ".hydra" / "hydra.yaml",
+            f"hydra:\n  job:\n    name: train\n    override_dirname: {override_dirname}\n",
+        )
+    for k, f1 in enumerate(test_f1):
+        rdir = run_dir / f"round_{k}"
+        (rdir / "checkpoints").mkdir(parents=True)
+        metrics = {
+            "round": k,
+            "best_checkpoint": str(rdir / "checkpoints" / "best.ckpt"),
+            "val/best_macro_f1": final_val - 0.01 * (len(test_f1) - 1 - k),
+            "test/acc": f1 + 0.08,
+            "test/macro_f1": f1,
+            "test/loss": 0.9 - f1 / 2,
+        }
+        for e, off in zip(EMOTIONS, EMOTION_OFFSETS, strict=True):
+            metrics |= {f"test/{m}_{e}": f1 + off for m in ("f1", "precision", "recall")}
+        (rdir / "metrics.json").write_text(json.dumps(metrics))
+        if confusion:
+            cm = [[40 if i == j else 3 for j in range(7)] for i in range(7)]
+            (rdir / "confusion_matrix.json").write_text(json.dumps(cm))
+        if k > 0:
+            audit = {"added": 100 * k, "precision_overall": 0.9 - 0.05 * k, "count": [1] * 7}
+            write_yaml(run_dir / "pseudo_labels" / f"round_{k}.json", json.dumps(audit))
+        (rdir / "DONE").touch()
+    return run_dir
+
+
+def make_sweep(root: Path) -> Path:
+    """A 3-threshold Hydra multirun: one job dir per threshold, named by override_dirname."""
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    for threshold, (test_f1, val) in SWEEP.items():
+        name = f"data=rafdb,pseudo_label.threshold={threshold}"
+        make_run(
+            root / name,
+            [*name.split(","), f"paths.log_dir={root.parent}"],  # excluded from override_dirname
+            test_f1=test_f1,
+            final_val=val,
+            threshold=threshold,
+            override_dirname=name,
+            confusion=True,
+        )
+    return root
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """{run name: its cells} from the printed markdown table."""
+    rows = [line.strip("|").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_report_compares_sweep_and_flags_unfinished_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = tmp_path / "logs" / "train"
+    make_sweep(logs / "multiruns" / "2025-01-01_00-00-00")
+    runs = logs / "runs"
+    running = make_run(runs / "a_running", ["trainer.max_epochs=5"], test_f1=(0.61,))
+    (running / "round_1" / "checkpoints").mkdir(parents=True)  # fitting, no DONE yet
+    make_run(runs / "b_incomplete", test_f1=(0.62,))  # killed between rounds
+    bad_metrics = make_run(runs / "c_broken_metrics", ["seed=1"], test_f1=(0.6, 0.65))
+    (bad_metrics / "round_1" / "metrics.json").write_text('{"round": 1, "test/ac')
+    no_config = make_run(runs / "d_no_config", ["seed=2"], test_f1=(0.63,), student_rounds=0)
+    (no_config / ".hydra" / "config.yaml").unlink()
+    out = tmp_path / "report"
+
+    main([str(tmp_path / "logs"), "--out", str(out)])
+
+    printed = capsys.readouterr().out
+    rows = table_rows(printed)
+    assert len(rows) == 7
+    # teacher F1, acc | final F1, acc | 7 emotions | pseudo added, precision | val | round | status
+    assert rows["data=rafdb,pseudo_label.threshold=0.8"] == [
+        "60.0", "68.0", "74.0", "82.0",
+        "76.0", "66.0", "69.0", "89.0", "75.0", "70.0", "73.0",
+        "200", "80.0", "70.0", "2/2", "done",
+    ]  # fmt: skip
+    assert rows["data=rafdb,pseudo_label.threshold=0.95"][2] == "70.0"
+    assert rows["trainer.max_epochs=5"][2:4] == ["61.0", "69.0"]  # final = last finished round
+    assert rows["trainer.max_epochs=5"][-2:] == ["0/2", "running"]
+    assert rows["b_incomplete"][-2:] == ["0/2", "incomplete"]
+    assert rows["seed=1"][-1].startswith("broken: round_1: JSONDecodeError")
+    assert rows["seed=1"][2] == "60.0"  # the rounds before the damage are still shown
+    assert rows["seed=2"][-2:] == ["0/?", "broken: missing .hydra/config.yaml"]
+    assert "7 runs: 3 done, 1 running, 1 incomplete, 2 broken" in printed
+    assert "best run by validation macro-F1: data=rafdb,pseudo_label.threshold=0.9 " in printed
+
+    with open(out / "report.csv", newline="") as f:
+        csv_rows = {r["run"]: r for r in csv.DictReader(f)}
+    assert set(csv_rows) == set(rows)
+    sweep_row = csv_rows["data=rafdb,pseudo_label.threshold=0.9"]
+    assert float(sweep_row["threshold"]) == 0.9
+    assert float(sweep_row["teacher_test_macro_f1"]) == pytest.approx(0.60)
+    assert float(sweep_row["final_test_macro_f1"]) == pytest.approx(0.72)
+    assert float(sweep_row["final_val_macro_f1"]) == pytest.approx(0.75)
+    assert float(sweep_row["final_test_f1_fear"]) == pytest.approx(0.64)
+    assert float(sweep_row["teacher_test_f1_happiness"]) == pytest.approx(0.75)
+    assert sweep_row["pseudo_added"] == "200"
+    assert "paths.log_dir=" in sweep_row["overrides"]  # the full overrides stay in the CSV
+    assert csv_rows["b_incomplete"]["final_round"] == "0"
+    assert csv_rows["seed=2"]["student_rounds"] == ""
+
+    for name in ("macro_f1_vs_threshold", "per_emotion_f1", "confusion_teacher", "confusion_final"):
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        assert png.stat().st_size > 10_000, name
+        assert f"wrote {png}" in printed
+
+
+def test_names_leave_out_overrides_shared_by_all_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = make_sweep(tmp_path / "sweep")
+
+    main([str(sweep)])
+
+    printed = capsys.readouterr().out
+    assert sorted(table_rows(printed)) == [f"pseudo_label.threshold={t}" for t in SWEEP]
+    assert "overrides shared by all runs (left out above): data=rafdb\n" in printed
+    with open(sweep / "report.csv", newline="") as f:
+        assert [r["run"] for r in csv.DictReader(f)][0] == "pseudo_label.threshold=0.8"
+
+
+def test_single_run_without_students_writes_csv_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(tmp_path / "run", test_f1=(0.6,), student_rounds=0, threshold=None)
+
+    main([str(run)])
+
+    rows = table_rows(capsys.readouterr().out)
+    assert rows["run"][-2:] == ["0/0", "done"]  # no overrides: the directory name
+    assert rows["run"][0] == rows["run"][2] == "60.0"  # teacher is final
+    # no threshold, no student and no confusion matrix: nothing to plot
+    assert sorted(p.name for p in run.iterdir() if p.is_file()) == ["report.csv"]
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_dir_without_runs_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: bool
+) -> None:
+    empty = tmp_path / "empty"
+    if not missing:
+        (empty / "some" / "folder").mkdir(parents=True)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(empty)])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    reason = f"{empty} is not a directory" if missing else f"no runs under {empty}"
+    assert err.startswith(f"fer-report: error: {reason}")
