@@ -16,15 +16,27 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
-from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback, pseudo_manifest_path
+from fer_lightning.callbacks.pseudo_label import (
+    PseudoLabelCallback,
+    load_teacher_probs,
+    pool_paths_and_truth,
+    predict_probs,
+    pseudo_manifest_path,
+    save_teacher_probs,
+    teacher_probs_path,
+    write_pseudo_set,
+)
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.io import atomic_path
+from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.pseudo.manifest import read_pseudo_manifest
 from fer_lightning.pseudo.selection import SelectionConfig
-from fer_lightning.training import fit_round, round_dir
+from fer_lightning.teacher_cache import TeacherCache, teacher_key
+from fer_lightning.training import fit_round, log_hparams_session, round_dir, uses_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -78,51 +90,142 @@ def write_rounds_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def run_rounds(cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> list[dict]:
-    """Fit the teacher and ``pseudo_label.rounds`` students; returns the rounds table rows."""
-    pcfg = cfg.get("pseudo_label") or OmegaConf.create({"rounds": 0})
-    rounds = int(pcfg.rounds)
-    selection = selection_config(pcfg) if rounds > 0 else None  # fail before any training
-    if rounds > 0 and pcfg.student_init not in STUDENT_INITS:
-        raise ValueError(
-            f"pseudo_label.student_init must be one of {STUDENT_INITS}, got {pcfg.student_init!r}"
-        )
-    if rounds > 0 and pcfg.include_test:
-        log.warning(
-            "pseudo_label.include_test=true: the teacher labels the TEST images too "
-            "(transductive); test metrics are then not comparable with inductive runs"
-        )
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    labeled = len(datamodule.splits.labeled)
-    rows: list[dict] = []
-    writer = SummaryWriter(str(output_dir / "tensorboard" / "rounds"))
-    for k in range(rounds + 1):
-        model = None
-        if k > 0:
-            pseudo = read_pseudo_manifest(pseudo_manifest_path(output_dir, k))
-            datamodule.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
-            datamodule.augment.update(pcfg.get("student_augment") or {})
-            model = _student_model(cfg, pcfg, output_dir, k)
-        callbacks = []
-        if k < rounds:
-            callbacks.append(
-                PseudoLabelCallback(
-                    selection,
-                    output_dir,
-                    next_round=k + 1,
-                    class_score=pcfg.class_score,
-                    include_test=pcfg.include_test,
-                    accumulate=pcfg.accumulate,
-                    tta_flip=pcfg.tta_flip,
-                )
+def _distributed(cfg: DictConfig) -> bool:
+    devices = cfg.trainer.get("devices", 1)
+    return "ddp" in str(cfg.trainer.get("strategy", "")) or (
+        isinstance(devices, int) and (devices > 1 or devices == -1)
+    )
+
+
+class Rounds:
+    """The rounds of one run directory; every step first checks what is already on disk."""
+
+    def __init__(self, cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> None:
+        self.cfg = cfg
+        self.dm = datamodule
+        self.out = output_dir
+        self.pcfg = cfg.get("pseudo_label") or OmegaConf.create({"rounds": 0})
+        self.rounds = int(self.pcfg.rounds)
+        # validate the selection options before any training
+        self.selection = selection_config(self.pcfg) if self.rounds > 0 else None
+        if self.rounds > 0 and self.pcfg.student_init not in STUDENT_INITS:
+            raise ValueError(
+                f"pseudo_label.student_init must be one of {STUDENT_INITS}, "
+                f"got {self.pcfg.student_init!r}"
             )
-        fit_round(cfg, datamodule, k, output_dir, callbacks, model=model)
-        rows.append(round_row(output_dir, k, labeled))
-        write_rounds_csv(output_dir / "rounds.csv", rows)
-        for key, value in rows[-1].items():
-            if key != "round" and isinstance(value, int | float) and not math.isnan(value):
-                writer.add_scalar(f"rounds/{key}", value, k)
-        writer.flush()
-    writer.close()
-    return rows
+        if self.rounds > 0 and self.pcfg.include_test:
+            log.warning(
+                "pseudo_label.include_test=true: the teacher labels the TEST images too "
+                "(transductive); test metrics are then not comparable with inductive runs"
+            )
+
+    def run(self) -> list[dict]:
+        """Fit the teacher and ``pseudo_label.rounds`` students; returns the table rows."""
+        cache = None
+        if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
+            cache = TeacherCache(self.cfg.paths.teacher_cache_dir, teacher_key(self.cfg))
+            log.info("teacher cache key %s (%s)", cache.key, cache.entry)
+            with cache.claim():
+                if cache.ready and not self._done(0):
+                    cache.restore(self.out)
+                    if uses_tensorboard(self.cfg):
+                        metrics = json.loads((round_dir(self.out, 0) / "metrics.json").read_text())
+                        log_hparams_session(self.cfg, self.out, 0, metrics, 0)
+                self._prepare_data()
+                self._round(0)
+                if not cache.ready:
+                    cache.store(self.out)
+        else:
+            self._prepare_data()
+            self._round(0)
+        for k in range(1, self.rounds + 1):
+            self._round(k)
+        return self._finish()
+
+    def _done(self, k: int) -> bool:
+        return (round_dir(self.out, k) / "DONE").is_file()
+
+    def _prepare_data(self) -> None:
+        self.dm.prepare_data()
+        self.dm.setup("fit")
+
+    def _round(self, k: int) -> None:
+        pcfg = self.pcfg
+        if k > 0:
+            pseudo = read_pseudo_manifest(pseudo_manifest_path(self.out, k))
+            self.dm.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
+            self.dm.augment.update(pcfg.get("student_augment") or {})
+        if self._done(k):
+            log.info("round %d: finished earlier (DONE in %s); skipped", k, round_dir(self.out, k))
+        else:
+            last = round_dir(self.out, k) / "checkpoints" / "last.ckpt"
+            resume = last if last.is_file() else None
+            if resume:
+                log.info("round %d: resuming the interrupted fit from %s", k, resume)
+            model = _student_model(self.cfg, pcfg, self.out, k) if k > 0 else None
+            callbacks = []
+            if k < self.rounds:
+                callbacks.append(
+                    PseudoLabelCallback(
+                        self.selection,
+                        self.out,
+                        next_round=k + 1,
+                        class_score=pcfg.class_score,
+                        include_test=pcfg.include_test,
+                        accumulate=pcfg.accumulate,
+                        tta_flip=pcfg.tta_flip,
+                    )
+                )
+            fit_round(self.cfg, self.dm, k, self.out, callbacks, model=model, ckpt_path=resume)
+        if k < self.rounds and not pseudo_manifest_path(self.out, k + 1).is_file():
+            self._select_from_saved_teacher(k)
+
+    def _select_from_saved_teacher(self, k: int) -> None:
+        """Round k finished but round k+1's pseudo set is missing (teacher cache, a kill)."""
+        pcfg = self.pcfg
+        path = teacher_probs_path(self.out, k)
+        probs = load_teacher_probs(path, pcfg.tta_flip, pcfg.include_test)
+        if probs is None:
+            best = round_dir(self.out, k) / "checkpoints" / "best.ckpt"
+            log.info("round %d: predicting the pool with %s", k, best)
+            teacher = FERClassifier.load_from_checkpoint(
+                best, map_location="cpu", pretrained=False, weights=None, weights_only=True
+            )
+            paths, _ = pool_paths_and_truth(self.dm, pcfg.include_test)
+            pool = predict_probs(teacher, self.dm, paths, pcfg.tta_flip)
+            val = predict_probs(teacher, self.dm, self.dm.splits.val.paths, pcfg.tta_flip)
+            probs = {"pool": pool, "val": val, "flip": pcfg.tta_flip}
+            probs["include_test"] = pcfg.include_test
+            if rank_zero_only.rank == 0:
+                save_teacher_probs(path, pool, val, pcfg.tta_flip, pcfg.include_test)
+        if rank_zero_only.rank == 0:
+            write_pseudo_set(
+                self.out, k + 1, self.dm, probs, self.selection, pcfg.class_score, pcfg.accumulate
+            )
+
+    def _finish(self) -> list[dict]:
+        labeled = len(self.dm.splits.labeled)
+        rows = [round_row(self.out, k, labeled) for k in range(self.rounds + 1)]
+        if rank_zero_only.rank == 0:
+            table = self.out / "rounds.csv"
+            logged = len(_read_rows(table))  # rounds already in TensorBoard (a resumed run)
+            write_rounds_csv(table, rows)
+            writer = SummaryWriter(str(self.out / "tensorboard" / "rounds"))
+            for row in rows[logged:]:
+                for key, value in row.items():
+                    if key != "round" and isinstance(value, int | float) and not math.isnan(value):
+                        writer.add_scalar(f"rounds/{key}", value, row["round"])
+            writer.close()
+        return rows
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_rounds(cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> list[dict]:
+    """Run (or resume) every round of ``cfg`` in ``output_dir``; returns the rounds table."""
+    return Rounds(cfg, datamodule, output_dir).run()

@@ -18,13 +18,20 @@ FAST = [
 ]
 
 
+ENV = dict(os.environ, PYTHONWARNINGS="ignore", HYDRA_FULL_ERROR="0")
+
+
+def command(module: str, args: list[str]) -> list[str]:
+    """The command line of ``fer-<module>`` (run through the interpreter of the tests)."""
+    return [sys.executable, "-m", f"fer_lightning.cli.{module}", *args]
+
+
 def run(module: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m fer_lightning.cli.<module> args`` in ``cwd``; output captured as text."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HYDRA_FULL_ERROR="0")
     proc = subprocess.run(
-        [sys.executable, "-m", f"fer_lightning.cli.{module}", *args],
+        command(module, args),
         cwd=cwd,
-        env=env,
+        env=ENV,
         capture_output=True,
         text=True,
         timeout=600,
@@ -34,16 +41,21 @@ def run(module: str, args: list[str], cwd: Path, check: bool = True) -> subproce
     return proc
 
 
-def train(tmp: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """fer-train with all outputs under ``tmp``; the run directory is ``tmp/run``."""
-    args = [
+def train_args(tmp: Path, *overrides: str) -> list[str]:
+    """fer-train arguments with all outputs under ``tmp``; the run directory is ``tmp/run``."""
+    return [
         f"hydra.run.dir={tmp / 'run'}",
         f"paths.log_dir={tmp / 'logs'}",
         f"paths.data_dir={tmp / 'data'}",
         *FAST,
         *overrides,
     ]
-    return run("train", args, tmp, check)
+
+
+def train(tmp: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    """fer-train with all outputs under ``tmp``; the run directory is ``tmp/run``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    return run("train", train_args(tmp, *overrides), tmp, check)
 
 
 def tensorboard_tags(run_dir: Path) -> dict[str, dict[str, list[float]]]:

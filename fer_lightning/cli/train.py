@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -40,9 +42,52 @@ def report(rows: list[dict], output_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     """Returns the final validation macro-F1 (what sweepers maximise: never test)."""
     return train(cfg)[-1]["val_macro_f1"]
+
+
+# overrides that may change when a run is resumed: where and how fast, not what
+RESUME_OVERRIDABLE = (
+    "trainer",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.enable_progress_bar",
+    "data.num_workers",
+)
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``resume=<run_dir> [overrides]`` -> the run's saved overrides, the new ones, its dir."""
+    resume = [a for a in argv if a.startswith("resume=")]
+    if not resume:
+        return argv
+    run_dir = Path(resume[-1].split("=", 1)[1]).expanduser().resolve()
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        raise SystemExit(
+            f"resume={run_dir}: no {saved_file.relative_to(run_dir)} there; "
+            "point resume= at a run directory written by fer-train"
+        )
+    extra = [a for a in argv if not a.startswith("resume=")]
+    for arg in extra:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key not in RESUME_OVERRIDABLE and not key.startswith("hydra."):
+            raise SystemExit(
+                f"resume: {arg!r} would change the experiment; when resuming only "
+                f"{', '.join(RESUME_OVERRIDABLE)} may be overridden"
+            )
+    saved = yaml.safe_load(saved_file.read_text()) or []
+    new_keys = {a.lstrip("+~").split("=", 1)[0] for a in extra}
+    kept = [a for a in saved if a.lstrip("+~").split("=", 1)[0] not in new_keys]
+    return [*kept, *extra, f"hydra.run.dir={run_dir}"]
+
+
+def main() -> None:
+    """Console entry point: handles ``resume=<run_dir>``, then runs the Hydra app."""
+    sys.argv = [sys.argv[0], *resume_argv(sys.argv[1:])]
+    hydra_main()
 
 
 if __name__ == "__main__":

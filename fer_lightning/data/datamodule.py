@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from fer_lightning.data.dataset import PredictDataset, TrainingDataset, one_hot
+from fer_lightning.data.dataset import PredictDataset, TrainingDataset, epoch_seed, one_hot
 from fer_lightning.data.manifest import DataError, Manifest
 from fer_lightning.data.sources import check_images, read_unlabeled_folder
 from fer_lightning.data.splits import Splits, make_splits
@@ -53,6 +53,7 @@ class FERDataModule(pl.LightningDataModule):
         normalize_as: str = "mobilenetv1_100",
         augment: Mapping[str, Any] | None = None,
         splits_dir: str | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if on_corrupt not in ("fail", "skip"):
@@ -77,6 +78,8 @@ class FERDataModule(pl.LightningDataModule):
         self.splits_dir = Path(splits_dir) if splits_dir else None
         self.splits: Splits | None = None
         self.pseudo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.seed = seed
+        self.round_index = 0  # set by the rounds loop: part of each epoch's seed
 
     # -- split protocol -------------------------------------------------------------
     def _splits_saved(self) -> bool:
@@ -148,11 +151,12 @@ class FERDataModule(pl.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------
     def loader(
-        self, dataset, shuffle: bool = False, sampler=None, persistent: bool = True
+        self, dataset, shuffle: bool = False, sampler=None, persistent: bool = True, generator=None
     ) -> DataLoader:
         """A DataLoader with this module's batch size, workers and memory settings."""
         return DataLoader(
             dataset,
+            generator=generator,
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
@@ -172,6 +176,11 @@ class FERDataModule(pl.LightningDataModule):
             self.eval_transform(),
         )
 
+    def train_size(self) -> int:
+        """Images per training epoch: the labeled split plus the pseudo-labeled set."""
+        pseudo = 0 if self.pseudo is None else len(self.pseudo[0])
+        return len(self._require_splits().labeled) + pseudo
+
     def train_dataset(self) -> TrainingDataset:
         labeled = self._require_splits().labeled
         paths, targets = labeled.paths, one_hot(labeled.labels)
@@ -184,15 +193,44 @@ class FERDataModule(pl.LightningDataModule):
         return TrainingDataset(paths, targets, weights, transform)
 
     def train_dataloader(self) -> DataLoader:
+        """Labeled (+ pseudo) images; order, worker seeds and augmentation follow the epoch seed.
+
+        The epoch comes from the trainer (restored on resume), so a resumed fit sees the
+        same data stream as an uninterrupted one; workers restart each epoch to pick up
+        the next epoch's seed (set by ``SeedEachEpoch``).
+        """
         dataset = self.train_dataset()
+        seed = epoch_seed(self.seed, self.round_index, self._next_epoch(dataset))
+        dataset.epoch_seed = seed
+        generator = torch.Generator().manual_seed(seed)
         sampler = None
         if self.balanced_sampler:
             classes = dataset.targets.argmax(1)
             counts = torch.bincount(classes, minlength=NUM_CLASSES).clamp(min=1)
             sampler = WeightedRandomSampler(
-                (1.0 / counts[classes]).double(), num_samples=len(dataset), replacement=True
+                (1.0 / counts[classes]).double(),
+                num_samples=len(dataset),
+                replacement=True,
+                generator=generator,
             )
-        return self.loader(dataset, shuffle=True, sampler=sampler)
+        return self.loader(
+            dataset, shuffle=True, sampler=sampler, persistent=False, generator=generator
+        )
+
+    def _next_epoch(self, dataset: TrainingDataset) -> int:
+        """The epoch the loader is created for: Lightning makes it before any epoch hook.
+
+        A ``last.ckpt`` saved at validation end restores the finished epoch as processed
+        but not completed; the next one is then the epoch after it.
+        """
+        if self.trainer is None:
+            return 0
+        loop = self.trainer.fit_loop
+        epoch = loop.epoch_progress.current.processed
+        batches = -(-len(dataset) // self.batch_size)
+        if loop.restarting and loop.epoch_loop.batch_progress.current.completed >= batches:
+            epoch += 1
+        return epoch
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self._eval_dataset(self._require_splits().val))

@@ -21,6 +21,11 @@ def read_rgb(path: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def epoch_seed(seed: int, round_index: int, epoch: int) -> int:
+    """The seed of one training epoch: its randomness depends on nothing that ran before."""
+    return (seed * 1_000_003 + round_index * 10_007 + epoch) % 2**31
+
+
 def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Hard labels (0..C-1) as float32 one-hot rows."""
     targets = np.zeros((len(labels), num_classes), dtype=np.float32)
@@ -32,7 +37,12 @@ class TrainingDataset(Dataset):
     """Yields ``(image, target, weight)``: target is a probability row (one-hot or soft).
 
     One representation for labeled and pseudo-labeled images keeps the loss single-path.
+    When ``epoch_seed`` is set (see :func:`epoch_seed`), the augmentation of item ``i``
+    is a pure function of ``(epoch_seed, i)``: the same in any worker, any order and
+    after a resume (albumentations otherwise seeds itself from the OS).
     """
+
+    epoch_seed: int | None = None
 
     def __init__(
         self,
@@ -52,6 +62,9 @@ class TrainingDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.epoch_seed is not None and hasattr(self.transform, "set_random_seed"):
+            seed = np.random.SeedSequence([self.epoch_seed, i]).generate_state(1)[0]
+            self.transform.set_random_seed(int(seed))
         image = self.transform(image=read_rgb(str(self.paths[i])))["image"]
         return image, self.targets[i], self.weights[i]
 

@@ -171,11 +171,31 @@ class FERClassifier(pl.LightningModule):
         x, index = batch
         return self.predict_probs(x), index
 
+    def _total_steps(self) -> int:
+        """Optimizer steps of the whole fit, for the per-step schedule.
+
+        Computed from the data size rather than ``trainer.estimated_stepping_batches``,
+        which builds (and iterates) the train loader before a checkpoint is restored and
+        so would seed a resumed fit's first epoch as epoch 0.
+        """
+        trainer = self.trainer
+        size = getattr(trainer.datamodule, "train_size", None)
+        if size is None or trainer.max_epochs is None or trainer.max_epochs < 0:
+            return max(1, int(trainer.estimated_stepping_batches))
+        per_rank = math.ceil(size() / max(1, trainer.world_size))
+        batches = math.ceil(per_rank / trainer.datamodule.batch_size)
+        if isinstance(trainer.limit_train_batches, int):
+            batches = min(batches, trainer.limit_train_batches)
+        steps = math.ceil(batches / trainer.accumulate_grad_batches) * trainer.max_epochs
+        if trainer.max_steps > 0:
+            steps = min(steps, trainer.max_steps)
+        return max(1, steps)
+
     def configure_optimizers(self):
         optimizer = instantiate(self.optimizer_cfg, params=self.parameters())
         if self.scheduler_cfg is None:
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self._total_steps()
         scheduler = instantiate(self.scheduler_cfg, optimizer=optimizer, total_steps=total)
         return {
             "optimizer": optimizer,
