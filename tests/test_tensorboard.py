@@ -39,6 +39,8 @@ TRAINING_TAGS = {"val/macro_f1", "train/loss"}
 
 def _expected_tags(name: str) -> set[str]:
     return FINAL_TAGS | (TRAINING_TAGS if name.endswith("round_1") else set())
+
+
 ROUNDS_TAG = "rounds/test_macro_f1"
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 READY_S = 60  # the server must answer with the whole sweep loaded within this
