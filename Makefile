@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
-.PHONY: install demo test lint format tensorboard clean
+.PHONY: install demo test lint format tensorboard bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(VENV)/bin/python benchmarks/teacher_reuse.py $(ARGS)
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1

@@ -40,46 +40,6 @@ STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
 HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
 
 
-class CheckpointError(ValueError):
-    """The file is not a FERClassifier checkpoint (or cannot be read at all)."""
-
-
-def _not_ours(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(
-        f"{path} is not a fer_lightning FERClassifier checkpoint ({why}); "
-        "pass a checkpoint written by fer-train, e.g. <run>/round_0/checkpoints/best.ckpt"
-    )
-
-
-def load_classifier(path: str | Path) -> FERClassifier:
-    """Load a FERClassifier for inference on CPU, refusing other files with a clear message.
-
-    A checkpoint is checked before Lightning sees it: a plain state dict or another
-    module's checkpoint would otherwise fail deep inside ``load_state_dict``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip or weights_only errors: all mean "not ours"
-        raise _not_ours(path, f"cannot be read as a weights-only checkpoint: {err}") from err
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise _not_ours(path, "no Lightning 'state_dict' entry")
-    hparams = ckpt.get("hyper_parameters")
-    if not isinstance(hparams, dict) or "backbone" not in hparams:
-        raise _not_ours(path, "no FERClassifier hyper-parameters")
-    if not any(key.startswith("net.") for key in ckpt["state_dict"]):
-        raise _not_ours(path, "its weights are not a FERClassifier's 'net.*' backbone")
-    try:
-        model = FERClassifier.load_from_checkpoint(
-            path, map_location="cpu", weights_only=True, pretrained=False, weights=None
-        )
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise _not_ours(path, f"loading failed: {err}") from err
-    return model.eval()
-
-
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
     if device == "auto":

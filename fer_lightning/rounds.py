@@ -32,7 +32,7 @@ from fer_lightning.callbacks.pseudo_label import (
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.io import atomic_path
-from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.pseudo.manifest import read_pseudo_manifest
 from fer_lightning.pseudo.selection import SelectionConfig
 from fer_lightning.teacher_cache import TeacherCache, teacher_key
@@ -160,6 +160,8 @@ class Rounds:
         else:
             last = round_dir(self.out, k) / "checkpoints" / "last.ckpt"
             resume = last if last.is_file() else None
+            if k == 0 and resume is None and self.cfg.get("ckpt_path"):
+                resume = Path(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
             if resume:
                 log.info("round %d: resuming the interrupted fit from %s", k, resume)
             model = _student_model(self.cfg, pcfg, self.out, k) if k > 0 else None
@@ -188,9 +190,7 @@ class Rounds:
         if probs is None:
             best = round_dir(self.out, k) / "checkpoints" / "best.ckpt"
             log.info("round %d: predicting the pool with %s", k, best)
-            teacher = FERClassifier.load_from_checkpoint(
-                best, map_location="cpu", pretrained=False, weights=None, weights_only=True
-            )
+            teacher = load_classifier(best)
             paths, _ = pool_paths_and_truth(self.dm, pcfg.include_test)
             pool = predict_probs(teacher, self.dm, paths, pcfg.tta_flip)
             val = predict_probs(teacher, self.dm, self.dm.splits.val.paths, pcfg.tta_flip)

@@ -27,7 +27,7 @@ from fer_lightning.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-TEACHER_GROUPS = ("data", "model", "trainer", "callbacks", "seed")
+TEACHER_GROUPS = ("data", "model", "trainer", "callbacks", "seed", "ckpt_path")
 # settings that change speed or bookkeeping, not the teacher
 NEUTRAL_KEYS = {
     "data.num_workers",

@@ -18,6 +18,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import epoch_seed
 from fer_lightning.io import atomic_write_text
+from fer_lightning.models.checkpoints import check_compatible
 from fer_lightning.results import flatten_config
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ def fit_round(
         callbacks=_callbacks(cfg, ckpt_dir, k, extra_callbacks or []),
         logger=loggers or False,
     )
+    if ckpt_path is not None:
+        check_compatible(ckpt_path, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) else ""

@@ -15,8 +15,8 @@ from test_predict import make_checkpoint
 from fer_lightning.cli.export import export
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.export import INPUT_NAME, OUTPUT_NAME
-from fer_lightning.inference import load_classifier
 from fer_lightning.models.backbones import backbone_mean_std
+from fer_lightning.models.checkpoints import load_classifier
 
 from cli import run
 

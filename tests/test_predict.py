@@ -17,12 +17,11 @@ from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.inference import (
     PROB_COLUMNS,
-    CheckpointError,
     collect_inputs,
     crop_face,
-    load_classifier,
 )
 from fer_lightning.models.backbones import backbone_mean_std
+from fer_lightning.models.checkpoints import CheckpointError, load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
 from cli import run

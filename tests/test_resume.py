@@ -137,3 +137,16 @@ def test_relaunched_sweep_skips_finished_jobs(tmp_path, jobs):
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 2 and "pseudo_label.k=1," in jobs[0], jobs
     assert all((sweep / job / "rounds.csv").is_file() for job in jobs)
+
+
+def test_ckpt_path_continues_the_teacher_fit_and_refuses_another_backbone(tmp_path):
+    root = make_rafdb(tmp_path / "raf", TRAIN, TEST)
+    opts = ["data=rafdb", f"data.root={root}", "pseudo_label=none", "teacher_cache=false"]
+    train(tmp_path / "first", *opts)
+    ckpt = tmp_path / "first" / "run" / "round_0" / "checkpoints" / "last.ckpt"
+    more = train(tmp_path / "more", *opts, f"ckpt_path={ckpt}", "trainer.max_epochs=2")
+    assert f"Restoring states from the checkpoint path at {ckpt}" in more.stdout + more.stderr
+    assert (more.stdout + more.stderr).count(FITS) == 1
+    other = train(tmp_path / "other", *opts, f"ckpt_path={ckpt}", "model=mobilenetv2", check=False)
+    assert other.returncode != 0
+    assert "holds a 'mobilenetv1_100' model; this run builds 'mobilenetv2_100'" in other.stderr

@@ -8,16 +8,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fer_lightning.cli.common import CONFIG_DIR
-from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.results import metrics_table
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the model from the checkpoint; image size and normalisation follow its training."""
     pl.seed_everything(cfg.seed, workers=True)
-    model = FERClassifier.load_from_checkpoint(
-        cfg.ckpt_path, map_location="cpu", pretrained=False, weights=None
-    )
+    model = load_classifier(cfg.ckpt_path)
     datamodule = instantiate(
         cfg.data,
         normalize_as=model.hparams.backbone,

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.export import export_onnx, onnx_metadata
-from fer_lightning.inference import load_classifier
+from fer_lightning.models.checkpoints import load_classifier
 
 FORMATS = ("onnx",)
 

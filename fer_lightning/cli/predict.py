@@ -11,12 +11,12 @@ from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.inference import (
     FaceDetector,
     collect_inputs,
-    load_classifier,
     predict_files,
     resolve_device,
     summarize,
     write_predictions,
 )
+from fer_lightning.models.checkpoints import load_classifier
 
 
 def predict(cfg: DictConfig) -> list[dict]:
