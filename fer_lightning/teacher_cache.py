@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -64,6 +65,11 @@ def teacher_key(cfg: DictConfig) -> str:
         settings.pop(key, None)
     if settings.get("data.root"):
         settings["data.root"] = str(Path(settings["data.root"]).resolve())
+    # code that trains the teacher: a new release of these must not reuse an old teacher
+    settings["versions"] = {
+        name: importlib.metadata.version(name)
+        for name in ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
+    }
     blob = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
