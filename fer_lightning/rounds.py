@@ -22,10 +22,9 @@ from torch.utils.tensorboard import SummaryWriter
 from fer_lightning.callbacks.pseudo_label import (
     PseudoLabelCallback,
     load_teacher_probs,
-    pool_paths_and_truth,
-    predict_probs,
     pseudo_manifest_path,
     save_teacher_probs,
+    teacher_probs,
     teacher_probs_path,
     write_pseudo_set,
 )
@@ -190,14 +189,9 @@ class Rounds:
         if probs is None:
             best = round_dir(self.out, k) / "checkpoints" / "best.ckpt"
             log.info("round %d: predicting the pool with %s", k, best)
-            teacher = load_classifier(best)
-            paths, _ = pool_paths_and_truth(self.dm, pcfg.include_test)
-            pool = predict_probs(teacher, self.dm, paths, pcfg.tta_flip)
-            val = predict_probs(teacher, self.dm, self.dm.splits.val.paths, pcfg.tta_flip)
-            probs = {"pool": pool, "val": val, "flip": pcfg.tta_flip}
-            probs["include_test"] = pcfg.include_test
+            probs = teacher_probs(load_classifier(best), self.dm, pcfg.tta_flip, pcfg.include_test)
             if rank_zero_only.rank == 0:
-                save_teacher_probs(path, pool, val, pcfg.tta_flip, pcfg.include_test)
+                save_teacher_probs(path, probs)
         if rank_zero_only.rank == 0:
             write_pseudo_set(
                 self.out, k + 1, self.dm, probs, self.selection, pcfg.class_score, pcfg.accumulate

@@ -92,11 +92,26 @@ def pool_paths_and_truth(datamodule: FERDataModule, include_test: bool):
     return datamodule.unlabeled_paths(include_test), truth
 
 
-def save_teacher_probs(
-    path: Path, pool: torch.Tensor, val: torch.Tensor, flip: bool, include_test: bool
-) -> None:
+def teacher_probs(
+    module: pl.LightningModule,
+    datamodule: FERDataModule,
+    flip: bool,
+    include_test: bool,
+    trainer: pl.Trainer | None = None,
+) -> dict:
+    """The teacher's probabilities on the pool and on the validation split, with how made."""
+    paths, _ = pool_paths_and_truth(datamodule, include_test)
+    return {
+        "pool": predict_probs(module, datamodule, paths, flip, trainer),
+        "val": predict_probs(module, datamodule, datamodule.splits.val.paths, flip, trainer),
+        "flip": flip,
+        "include_test": include_test,
+    }
+
+
+def save_teacher_probs(path: Path, probs: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"pool": pool, "val": val, "flip": flip, "include_test": include_test}, tmp)
+        torch.save(probs, tmp)
 
 
 def load_teacher_probs(path: Path, flip: bool, include_test: bool) -> dict | None:
@@ -193,20 +208,9 @@ class PseudoLabelCallback(pl.Callback):
         if best:  # the teacher is the round's best checkpoint, not its last epoch
             state = torch.load(best, map_location=pl_module.device, weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
-        paths, _ = pool_paths_and_truth(datamodule, self.include_test)
-        pool = predict_probs(pl_module, datamodule, paths, self.tta_flip, trainer)
-        val = predict_probs(
-            pl_module, datamodule, datamodule.splits.val.paths, self.tta_flip, trainer
-        )
-        probs = {"pool": pool, "val": val, "flip": self.tta_flip, "include_test": self.include_test}
+        probs = teacher_probs(pl_module, datamodule, self.tta_flip, self.include_test, trainer)
         if trainer.is_global_zero:
-            save_teacher_probs(
-                teacher_probs_path(self.output_dir, self.next_round - 1),
-                pool,
-                val,
-                self.tta_flip,
-                self.include_test,
-            )
+            save_teacher_probs(teacher_probs_path(self.output_dir, self.next_round - 1), probs)
             write_pseudo_set(
                 self.output_dir,
                 self.next_round,
