@@ -51,11 +51,8 @@ class SeedEachEpoch(pl.Callback):
         if self._first_epoch:
             self._first_epoch = False
             return
-        loader = trainer.train_dataloader
-        if hasattr(loader.dataset, "epoch_seed"):
-            loader.dataset.epoch_seed = seed
-        if loader.generator is not None:
-            loader.generator.manual_seed(seed)
+        if isinstance(trainer.datamodule, FERDataModule):
+            trainer.datamodule.seed_epoch(seed)
 
 
 def _callbacks(

@@ -10,14 +10,21 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
-from fer_lightning.data.dataset import PredictDataset, TrainingDataset, epoch_seed, one_hot
+from fer_lightning.data.dataset import (
+    EpochSeeds,
+    PredictDataset,
+    TrainingDataset,
+    epoch_seed,
+    one_hot,
+)
 from fer_lightning.data.manifest import DataError, Manifest
 from fer_lightning.data.sources import check_images, read_unlabeled_folder
 from fer_lightning.data.splits import Splits, make_splits
 from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.hardware import auto_workers
 from fer_lightning.models.backbones import backbone_mean_std
 
 log = logging.getLogger(__name__)
@@ -41,8 +48,9 @@ class FERDataModule(pl.LightningDataModule):
         test_split: str = "test",
         image_size: int = 100,
         batch_size: int = 64,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         pin_memory: bool = True,
+        persistent_workers: bool = True,
         labels_per_class: int | None = None,
         label_fraction: float | None = None,
         val_fraction: float = 0.1,
@@ -64,8 +72,11 @@ class FERDataModule(pl.LightningDataModule):
         self.test_split = test_split
         self.image_size = image_size
         self.batch_size = batch_size
+        if not (num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0)):
+            raise ValueError(f"data.num_workers must be 'auto' or an int >= 0, got {num_workers!r}")
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
         self.labels_per_class = labels_per_class
         self.label_fraction = label_fraction
         self.val_fraction = val_fraction
@@ -80,6 +91,8 @@ class FERDataModule(pl.LightningDataModule):
         self.pseudo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.seed = seed
         self.round_index = 0  # set by the rounds loop: part of each epoch's seed
+        self._train_sampler: EpochSeeds | None = None
+        self._train_generator: torch.Generator | None = None
 
     # -- split protocol -------------------------------------------------------------
     def _splits_saved(self) -> bool:
@@ -150,19 +163,30 @@ class FERDataModule(pl.LightningDataModule):
         return paths
 
     # -- loaders --------------------------------------------------------------------
-    def loader(
-        self, dataset, shuffle: bool = False, sampler=None, persistent: bool = True, generator=None
-    ) -> DataLoader:
-        """A DataLoader with this module's batch size, workers and memory settings."""
+    def workers(self) -> int:
+        """DataLoader workers per process: ``data.num_workers``, or sized to the machine."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        trainer = self.trainer
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        processes = trainer.num_devices if trainer is not None else 1
+        return auto_workers(on_gpu, processes)
+
+    def loader(self, dataset, sampler=None, persistent: bool = True, generator=None) -> DataLoader:
+        """A DataLoader with this module's batch size, workers and memory settings.
+
+        ``persistent=False`` for one-pass loaders (prediction), whose workers would
+        otherwise idle until the loader is collected.
+        """
+        workers = self.workers()
         return DataLoader(
             dataset,
             generator=generator,
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=persistent and self.num_workers > 0,
+            persistent_workers=persistent and self.persistent_workers and workers > 0,
         )
 
     def eval_transform(self):
@@ -193,29 +217,38 @@ class FERDataModule(pl.LightningDataModule):
         return TrainingDataset(paths, targets, weights, transform)
 
     def train_dataloader(self) -> DataLoader:
-        """Labeled (+ pseudo) images; order, worker seeds and augmentation follow the epoch seed.
+        """Labeled (+ pseudo) images; order and augmentation follow the epoch seed.
 
         The epoch comes from the trainer (restored on resume), so a resumed fit sees the
-        same data stream as an uninterrupted one; workers restart each epoch to pick up
-        the next epoch's seed (set by ``SeedEachEpoch``).
+        same data stream as an uninterrupted one. Later epochs are re-seeded by
+        :meth:`seed_epoch`; the seed reaches (persistent) workers with the indices.
         """
         dataset = self.train_dataset()
         seed = epoch_seed(self.seed, self.round_index, self._next_epoch(dataset))
-        dataset.epoch_seed = seed
+        # the order has its own generator: the DataLoader draws worker seeds from the one
+        # it is given on its first epoch only (persistent workers), which would shift it
         generator = torch.Generator().manual_seed(seed)
-        sampler = None
         if self.balanced_sampler:
             classes = dataset.targets.argmax(1)
             counts = torch.bincount(classes, minlength=NUM_CLASSES).clamp(min=1)
-            sampler = WeightedRandomSampler(
+            order = WeightedRandomSampler(
                 (1.0 / counts[classes]).double(),
                 num_samples=len(dataset),
                 replacement=True,
                 generator=generator,
             )
-        return self.loader(
-            dataset, shuffle=True, sampler=sampler, persistent=False, generator=generator
-        )
+        else:
+            order = RandomSampler(dataset, generator=generator)
+        self._train_sampler = EpochSeeds(order, seed)
+        self._train_generator = generator
+        workers_seed = torch.Generator().manual_seed(seed)
+        return self.loader(dataset, sampler=self._train_sampler, generator=workers_seed)
+
+    def seed_epoch(self, seed: int) -> None:
+        """Seed the next epoch's order and augmentation of the current train loader."""
+        if self._train_sampler is not None and self._train_generator is not None:
+            self._train_sampler.seed = seed
+            self._train_generator.manual_seed(seed)
 
     def _next_epoch(self, dataset: TrainingDataset) -> int:
         """The epoch the loader is created for: Lightning makes it before any epoch hook.
@@ -236,8 +269,9 @@ class FERDataModule(pl.LightningDataModule):
         return self.loader(self._eval_dataset(self._require_splits().val))
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader(self._eval_dataset(self._require_splits().test))
+        return self.loader(self._eval_dataset(self._require_splits().test), persistent=False)
 
     def predict_dataloader(self) -> DataLoader:
         """Eval-transformed images of the unlabeled pool, without labels."""
-        return self.loader(PredictDataset(self.unlabeled_paths(), self.eval_transform()))
+        dataset = PredictDataset(self.unlabeled_paths(), self.eval_transform())
+        return self.loader(dataset, persistent=False)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from fer_lightning.data.manifest import DataError
 from fer_lightning.emotions import NUM_CLASSES
@@ -33,16 +33,34 @@ def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     return targets
 
 
+class EpochSeeds(Sampler[tuple[int, int]]):
+    """Pairs every index of ``sampler`` with the epoch's seed: ``(i, seed)``.
+
+    Persistent workers keep the dataset copy they started with; the indices are the only
+    thing that reaches them each epoch, so the seed travels with them. Set ``seed``
+    before each epoch (``FERDataModule.seed_epoch``).
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int) -> None:
+        self.sampler = sampler
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        seed = self.seed
+        return ((int(i), seed) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
 class TrainingDataset(Dataset):
     """Yields ``(image, target, weight)``: target is a probability row (one-hot or soft).
 
     One representation for labeled and pseudo-labeled images keeps the loss single-path.
-    When ``epoch_seed`` is set (see :func:`epoch_seed`), the augmentation of item ``i``
-    is a pure function of ``(epoch_seed, i)``: the same in any worker, any order and
-    after a resume (albumentations otherwise seeds itself from the OS).
+    Indexed with ``(i, epoch_seed)`` (see :class:`EpochSeeds`), the augmentation of
+    item ``i`` is a pure function of both: the same in any worker, any order and after a
+    resume (albumentations otherwise seeds itself from the OS).
     """
-
-    epoch_seed: int | None = None
 
     def __init__(
         self,
@@ -61,10 +79,11 @@ class TrainingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.epoch_seed is not None and hasattr(self.transform, "set_random_seed"):
-            seed = np.random.SeedSequence([self.epoch_seed, i]).generate_state(1)[0]
-            self.transform.set_random_seed(int(seed))
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None:
+            item_seed = np.random.SeedSequence([seed, i]).generate_state(1)[0]
+            self.transform.set_random_seed(int(item_seed))
         image = self.transform(image=read_rgb(str(self.paths[i])))["image"]
         return image, self.targets[i], self.weights[i]
 

@@ -1,0 +1,88 @@
+"""GPU defaults: they compose and run on CPU, fall back with a warning, and change nothing there."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader, TensorDataset
+
+from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.hardware import auto_workers, mixed_precision, usable_cpus
+from fer_lightning.models.classifier import FERClassifier
+
+from cli import train
+
+TINY = ["data.source.n_train=120", "data.source.n_test=40", "data.source.workers=1"]
+SAME = [*TINY, "pseudo_label=none", "trainer.max_epochs=2", "trainer.deterministic=true"]
+FALLBACK = "mixed precision falls back to 32-true"
+
+
+def test_gpu_trainer_composes_with_its_speed_settings():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=gpu"])
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.benchmark is True
+    expected = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        expected = "16-mixed"
+    assert cfg.trainer.precision == expected
+    assert cfg.data.num_workers == "auto" and cfg.data.persistent_workers is True
+    assert cfg.model.channels_last is True and cfg.model.compile is False
+
+
+def test_gpu_defaults_run_on_cpu_with_a_warning_and_the_same_results(tmp_path):
+    cpu = train(tmp_path / "cpu", *SAME, "trainer=cpu")
+    gpu = train(tmp_path / "gpu", *SAME, "trainer=gpu", "trainer.accelerator=cpu")
+    assert FALLBACK in gpu.stdout + gpu.stderr
+    assert FALLBACK not in cpu.stdout + cpu.stderr
+    config = (tmp_path / "gpu/run/.hydra/config.yaml").read_text()
+    assert "precision: ${fer.mixed_precision:${.accelerator}}" in config  # resolved per machine
+    a, b = (
+        json.loads((tmp_path / d / "run/round_0/metrics.json").read_text()) for d in ("cpu", "gpu")
+    )
+    for key, value in a.items():
+        if key.startswith("test/"):
+            assert b[key] == value, key
+
+
+def test_mixed_precision_falls_back_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert mixed_precision("gpu") == "32-true"
+    assert mixed_precision("cpu") == "32-true"
+
+
+def test_auto_workers_are_sized_to_the_cores():
+    cpus = usable_cpus()
+    assert auto_workers(on_gpu=True) == max(1, min(8, cpus - 1))
+    assert auto_workers(on_gpu=True, processes=cpus) == 1  # at least one per GPU process
+    assert auto_workers(on_gpu=False) == (1 if cpus > 1 else 0)
+    dm = FERDataModule(source=dict, root=".", num_workers="auto")
+    assert dm.workers() == auto_workers(on_gpu=False)
+    with pytest.raises(ValueError, match="data.num_workers must be 'auto' or an int"):
+        FERDataModule(source=dict, root=".", num_workers="many")
+
+
+def test_channels_last_only_on_cuda_and_compile_keeps_checkpoint_keys(tmp_path):
+    model = FERClassifier(drop_rate=0.0, scheduler=None, compile={"backend": "eager"})
+    keys = set(model.state_dict())
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 32, 32, generator=g)
+    y = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, DataLoader(TensorDataset(x, y, torch.ones(8)), batch_size=4))
+    assert model.net._compiled_call_impl is not None  # the backbone ran compiled
+    assert set(model.state_dict()) == keys  # checkpoints load into uncompiled models
+    stem = model.net.conv_stem.weight
+    assert stem.is_contiguous() and not stem.is_contiguous(memory_format=torch.channels_last)
