@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # on a GPU workstation override e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
+# make bench BENCH=data_pipeline ARGS="--sizes 64"   runs one benchmark with its options
+BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse
 
 .PHONY: install demo test lint format tensorboard bench clean
 
@@ -32,7 +34,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	$(VENV)/bin/python benchmarks/teacher_reuse.py $(ARGS)
+	set -e; for b in $(BENCH); do echo "== $$b"; $(PY) benchmarks/$$b.py $(ARGS); done
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir logs --host 127.0.0.1

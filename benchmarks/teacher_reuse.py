@@ -3,7 +3,7 @@
 Both sweeps run the same jobs (fresh log dirs, the same synthetic data); without the
 cache every job trains its own teacher. Prints each wall time and the ratio.
 
-    .venv/bin/python benchmarks/teacher_reuse.py [extra fer-train overrides...]
+    .venv/bin/python benchmarks/teacher_reuse.py [--tiny] [extra fer-train overrides...]
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import REPO, TINY, parser
 
 THRESHOLDS = "0.8,0.9,0.95"
 
@@ -36,9 +38,15 @@ def sweep(log_dir: Path, cache: bool, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main(extra: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__, sizes=False).parse_args(argv)
+    extra = args.overrides
+    if args.tiny:
+        extra = [*TINY, "data.image_size=32", "trainer.max_epochs=1", "pseudo_label.rounds=1"]
+        extra += ["data.batch_size=16", *args.overrides]
     with tempfile.TemporaryDirectory(prefix="fer-bench-") as tmp:
-        data = [f"paths.data_dir={Path.cwd() / 'data'}"]  # shared, generated once
+        data_dir = Path(tmp) / "data" if args.tiny else REPO / "data"
+        data = [f"paths.data_dir={data_dir}"]  # shared, generated once
         # generate the data set before timing, so neither sweep pays for it
         subprocess.run(
             [
@@ -67,4 +75,4 @@ def main(extra: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,0 +1,150 @@
+"""What the speed benchmarks share: the run's real config, pre-loaded tensors, a bare loop.
+
+The framework side is built from ``conf/`` exactly as ``fer-train`` builds it (Hydra
+compose + instantiate), so a benchmark measures what users run, not a re-creation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.dataset import read_rgb
+from fer_lightning.models.classifier import FERClassifier, warmup_cosine
+from fer_lightning.models.losses import soft_cross_entropy
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.source.n_train=200", "data.source.n_test=40", "data.source.workers=1"]
+
+
+def parser(doc: str | None, sizes: bool = True) -> argparse.ArgumentParser:
+    """Options the benchmarks take; fer-train overrides go after them."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    if sizes:
+        p.add_argument("--sizes", default="64,224", help="input resolutions, comma separated")
+        p.add_argument("--epochs", type=int, default=4, help="epochs per side (first: warm-up)")
+    p.add_argument("--tiny", action="store_true", help="a tiny set and size (smoke test)")
+    p.add_argument("overrides", nargs="*", help="fer-train overrides, e.g. trainer=gpu")
+    return p
+
+
+def compose_run(overrides: list[str], tiny: bool, tmp: Path) -> DictConfig:
+    """The demo's config (synthetic faces, CPU) with the given overrides, outputs under tmp.
+
+    The data set is cached under the repo's ``data/`` (``tmp`` for ``--tiny``) so it
+    is generated once and never timed.
+    """
+    data_dir = tmp / "data" if tiny else REPO / "data"
+    base = ["experiment=demo", f"paths.log_dir={tmp / 'logs'}", f"paths.data_dir={data_dir}"]
+    extra = [*TINY, "data.batch_size=16"] if tiny else []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[*base, *extra, *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp / "run")
+    return cfg
+
+
+def build(cfg: DictConfig) -> tuple[FERDataModule, FERClassifier]:
+    """The run's DataModule (split made, not written) and a fresh model, seeded."""
+    torch.manual_seed(int(cfg.seed))
+    datamodule: FERDataModule = instantiate(cfg.data, splits_dir=None)
+    datamodule.setup()
+    return datamodule, instantiate(cfg.model)
+
+
+def preload(datamodule: FERDataModule, paths: np.ndarray) -> torch.Tensor:
+    """Images decoded and eval-transformed once: the tensors a bare loop starts from."""
+    transform = datamodule.eval_transform()
+    return torch.stack([transform(image=read_rgb(str(p)))["image"] for p in paths])
+
+
+def device_and_autocast(cfg: DictConfig) -> tuple[torch.device, AbstractContextManager]:
+    """Where the bare loop runs and its autocast, matching the trainer's precision."""
+    accelerator = str(cfg.trainer.accelerator)
+    cuda = torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto")
+    device = torch.device("cuda" if cuda else "cpu")
+    precision = str(cfg.trainer.precision)
+    if precision.startswith(("bf16", "16")):
+        dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
+        return device, torch.autocast(device.type, dtype=dtype)
+    return device, nullcontext()
+
+
+def prepare_bare(model: FERClassifier, device: torch.device) -> torch.nn.Module:
+    """The backbone as a hand-written loop would hold it (channels_last on CUDA, as ours)."""
+    net = model.net.to(device)
+    if device.type == "cuda" and model.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if model.compile_net:
+        net.compile(**(model.compile_net if isinstance(model.compile_net, dict) else {}))
+    return net
+
+
+def bare_train(
+    model: FERClassifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    epochs: int,
+    cfg: DictConfig,
+) -> float:
+    """Images/s of a plain PyTorch loop on pre-loaded tensors, epochs after the first.
+
+    Same model, optimizer, schedule, loss and batch size as the framework's fit.
+    """
+    device, autocast = device_and_autocast(cfg)
+    net = prepare_bare(model, device)
+    net.train()
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    opt = instantiate(model.optimizer_cfg, params=net.parameters())
+    steps = -(-len(x) // batch_size) * epochs
+    sched = warmup_cosine(opt, steps, model.scheduler_cfg.get("warmup_fraction", 0.05))
+    g = torch.Generator().manual_seed(0)
+    start = 0.0
+    for epoch in range(epochs):
+        if epoch == 1:
+            synchronize(device)
+            start = time.perf_counter()
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            xb = x[idx].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            yb = y[idx].to(device, non_blocking=True)
+            with autocast:
+                logits = net(xb)
+            loss = soft_cross_entropy(logits.float(), yb, None, model.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    synchronize(device)
+    return len(x) * (epochs - 1) / (time.perf_counter() - start)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="fer-bench-")
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A markdown table; floats with one decimal."""
+
+    def cell(v: object) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

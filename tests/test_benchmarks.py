@@ -1,0 +1,71 @@
+"""Every speed benchmark runs at a tiny size and prints its table and ratio (no timing asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import ENV
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def bench(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--tiny", *args],
+        cwd=BENCHMARKS.parent,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def ratio(output: str, label: str) -> float:
+    match = re.search(
+        rf"{re.escape(label)}[^:]*: ([0-9.]+) \(goal >= [0-9.]+: (PASS|MISS)\)", output
+    )
+    assert match, output
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "label"),
+    [
+        (
+            "training_overhead",
+            "| size | images | batch | workers | bare | lightning |",
+            "lightning/bare",
+        ),
+        (
+            "pseudo_label_pass",
+            "| size | pool | workers | bare | callback | ratio |",
+            "callback/bare",
+        ),
+        (
+            "data_pipeline",
+            "| size | default workers | loader 1w | loader 2w |",
+            "loader/consumption",
+        ),
+    ],
+)
+def test_speed_benchmark_prints_its_ratio(name, header, label):
+    out = bench(name)
+    assert header in out
+    row = next(line for line in out.splitlines() if line.startswith("| 32 |"))
+    values = [float(v) for v in row.strip("| ").split(" | ")[1:6] if re.fullmatch(r"[0-9.]+", v)]
+    assert values and all(v > 0 for v in values)
+    assert ratio(out, label) > 0
+
+
+def test_teacher_reuse_benchmark_prints_its_ratio():
+    out = bench("teacher_reuse")
+    assert "| off |" in out and "| on |" in out
+    match = re.search(r"ratio off/on: ([0-9.]+)x", out)
+    assert match and float(match.group(1)) > 0
