@@ -14,12 +14,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
-from fer_lightning.data.dataset import one_hot, read_rgb
+from fer_lightning.data.dataset import read_rgb
 from fer_lightning.data.transforms import train_transform
 
-from harness import bare_train, build, compose_run, parser, preload, table, workdir
+from harness import bare_train, build, compose_run, labeled_tensors, parser, table, workdir
 
 GOAL = 2.0
 
@@ -56,11 +54,9 @@ def measure(size: int, epochs: int, tiny: bool, overrides: list[str]) -> list[ob
         cfg = compose_run([f"data.image_size={size}", *overrides], tiny, Path(tmp_name))
         datamodule, model = build(cfg)
         default_workers = datamodule.workers()
-        labeled = datamodule.splits.labeled
-        decode, aug = decode_aug_split(datamodule, labeled.paths)
+        decode, aug = decode_aug_split(datamodule, datamodule.splits.labeled.paths)
         rates = {w: loader_rate(datamodule, w, epochs) for w in sorted({1, 2, default_workers})}
-        x = preload(datamodule, labeled.paths)
-        y = torch.from_numpy(one_hot(labeled.labels))
+        x, y = labeled_tensors(datamodule)
         consumption = bare_train(model, x, y, datamodule.batch_size, epochs, cfg)
     share = 100 * decode / (decode + aug)
     default = rates[default_workers]

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, open_dict
 
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.data.dataset import read_rgb
+from fer_lightning.data.dataset import one_hot, read_rgb
 from fer_lightning.models.classifier import FERClassifier, warmup_cosine
 from fer_lightning.models.losses import soft_cross_entropy
 
@@ -69,6 +69,12 @@ def preload(datamodule: FERDataModule, paths: np.ndarray) -> torch.Tensor:
     return torch.stack([transform(image=read_rgb(str(p)))["image"] for p in paths])
 
 
+def labeled_tensors(datamodule: FERDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The labeled split pre-loaded: images and one-hot targets."""
+    labeled = datamodule.splits.labeled
+    return preload(datamodule, labeled.paths), torch.from_numpy(one_hot(labeled.labels))
+
+
 def device_and_autocast(cfg: DictConfig) -> tuple[torch.device, AbstractContextManager]:
     """Where the bare loop runs and its autocast, matching the trainer's precision."""
     accelerator = str(cfg.trainer.accelerator)
@@ -79,16 +85,6 @@ def device_and_autocast(cfg: DictConfig) -> tuple[torch.device, AbstractContextM
         dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
         return device, torch.autocast(device.type, dtype=dtype)
     return device, nullcontext()
-
-
-def prepare_bare(model: FERClassifier, device: torch.device) -> torch.nn.Module:
-    """The backbone as a hand-written loop would hold it (channels_last on CUDA, as ours)."""
-    net = model.net.to(device)
-    if device.type == "cuda" and model.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if model.compile_net:
-        net.compile(**(model.compile_net if isinstance(model.compile_net, dict) else {}))
-    return net
 
 
 def bare_train(
@@ -104,9 +100,8 @@ def bare_train(
     Same model, optimizer, schedule, loss and batch size as the framework's fit.
     """
     device, autocast = device_and_autocast(cfg)
-    net = prepare_bare(model, device)
-    net.train()
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model.speed_up(device)  # channels_last / compile exactly as a fit would
+    net, memory_format = model.net.to(device).train(), model.memory_format
     opt = instantiate(model.optimizer_cfg, params=net.parameters())
     steps = -(-len(x) // batch_size) * epochs
     sched = warmup_cosine(opt, steps, model.scheduler_cfg.get("warmup_fraction", 0.05))

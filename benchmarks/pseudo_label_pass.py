@@ -50,10 +50,9 @@ def measure(size: int, tiny: bool, overrides: list[str]) -> list[object]:
         x = preload(datamodule, paths)
         device, autocast = device_and_autocast(cfg)
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
-        model.trainer = trainer
-        model.configure_model()  # channels_last / compile, as in a fit
+        model.speed_up(device)  # channels_last / compile, as in a fit
         model.to(device).eval()
-        net, memory_format = model.net, model._memory_format
+        net, memory_format = model.net, model.memory_format
 
         @torch.no_grad()
         def bare() -> None:

@@ -16,12 +16,10 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_lightning.data.dataset import one_hot
 from fer_lightning.training import _callbacks, _loggers
 
 from harness import (
@@ -29,8 +27,8 @@ from harness import (
     build,
     compose_run,
     device_and_autocast,
+    labeled_tensors,
     parser,
-    preload,
     synchronize,
     table,
     workdir,
@@ -80,9 +78,7 @@ def measure(size: int, epochs: int, tiny: bool, overrides: list[str]) -> list[ob
         tmp = Path(tmp_name)
         cfg = compose_run([f"data.image_size={size}", *overrides], tiny, tmp)
         datamodule, model = build(cfg)
-        labeled = datamodule.splits.labeled
-        x = preload(datamodule, labeled.paths)
-        y = torch.from_numpy(one_hot(labeled.labels))
+        x, y = labeled_tensors(datamodule)
         device, _ = device_and_autocast(cfg)
         bare = bare_train(model, x, y, datamodule.batch_size, epochs, cfg)
         tensors = DataLoader(

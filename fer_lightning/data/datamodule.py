@@ -92,7 +92,6 @@ class FERDataModule(pl.LightningDataModule):
         self.seed = seed
         self.round_index = 0  # set by the rounds loop: part of each epoch's seed
         self._train_sampler: EpochSeeds | None = None
-        self._train_generator: torch.Generator | None = None
 
     # -- split protocol -------------------------------------------------------------
     def _splits_saved(self) -> bool:
@@ -225,9 +224,9 @@ class FERDataModule(pl.LightningDataModule):
         """
         dataset = self.train_dataset()
         seed = epoch_seed(self.seed, self.round_index, self._next_epoch(dataset))
-        # the order has its own generator: the DataLoader draws worker seeds from the one
-        # it is given on its first epoch only (persistent workers), which would shift it
-        generator = torch.Generator().manual_seed(seed)
+        # the order has its own generator (EpochSeeds seeds it): the DataLoader draws worker
+        # seeds from the one it is given on its first epoch only, which would shift the order
+        generator = torch.Generator()
         if self.balanced_sampler:
             classes = dataset.targets.argmax(1)
             counts = torch.bincount(classes, minlength=NUM_CLASSES).clamp(min=1)
@@ -240,15 +239,13 @@ class FERDataModule(pl.LightningDataModule):
         else:
             order = RandomSampler(dataset, generator=generator)
         self._train_sampler = EpochSeeds(order, seed)
-        self._train_generator = generator
         workers_seed = torch.Generator().manual_seed(seed)
         return self.loader(dataset, sampler=self._train_sampler, generator=workers_seed)
 
     def seed_epoch(self, seed: int) -> None:
         """Seed the next epoch's order and augmentation of the current train loader."""
-        if self._train_sampler is not None and self._train_generator is not None:
-            self._train_sampler.seed = seed
-            self._train_generator.manual_seed(seed)
+        if self._train_sampler is not None:
+            self._train_sampler.reseed(seed)
 
     def _next_epoch(self, dataset: TrainingDataset) -> int:
         """The epoch the loader is created for: Lightning makes it before any epoch hook.

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from fer_lightning.data.manifest import DataError
 from fer_lightning.emotions import NUM_CLASSES
@@ -37,13 +37,17 @@ class EpochSeeds(Sampler[tuple[int, int]]):
     """Pairs every index of ``sampler`` with the epoch's seed: ``(i, seed)``.
 
     Persistent workers keep the dataset copy they started with; the indices are the only
-    thing that reaches them each epoch, so the seed travels with them. Set ``seed``
-    before each epoch (``FERDataModule.seed_epoch``).
+    thing that reaches them each epoch, so the seed travels with them. ``sampler`` draws
+    the order from its own ``generator``; :meth:`reseed` seeds both before an epoch.
     """
 
-    def __init__(self, sampler: Sampler[int], seed: int) -> None:
+    def __init__(self, sampler: RandomSampler | WeightedRandomSampler, seed: int) -> None:
         self.sampler = sampler
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
         self.seed = seed
+        self.sampler.generator.manual_seed(seed)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         seed = self.seed

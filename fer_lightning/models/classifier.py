@@ -111,10 +111,15 @@ class FERClassifier(pl.LightningModule):
         self.test_metrics = _metrics("test/")
         self.channels_last = channels_last
         self.compile_net = compile
-        self._memory_format = torch.contiguous_format
+        self.memory_format = torch.contiguous_format  # inputs follow the weights' layout
 
     def configure_model(self) -> None:
-        """GPU speed-ups, applied once the device is known (fit, test and predict).
+        """Apply :meth:`speed_up` once the device is known (fit, test and predict)."""
+        # also called by load_from_checkpoint, without a trainer
+        self.speed_up(self.device if self._trainer is None else self.trainer.strategy.root_device)
+
+    def speed_up(self, device: torch.device) -> None:
+        """GPU speed-ups for running on ``device``; idempotent.
 
         channels_last lets cuDNN use its NHWC (tensor-core) kernels; on CPU it is left
         off so CPU results do not change. ``compile`` (true, or ``torch.compile``
@@ -122,11 +127,9 @@ class FERClassifier(pl.LightningModule):
         state-dict keys do not change. It pays on long GPU runs, where a minute or two of
         compilation is won back by faster steps; on short or CPU runs it rarely does.
         """
-        # also called by load_from_checkpoint, without a trainer
-        device = self.device if self._trainer is None else self.trainer.strategy.root_device
         on_cuda = device.type == "cuda"
-        if self.channels_last and on_cuda and self._memory_format is torch.contiguous_format:
-            self._memory_format = torch.channels_last
+        if self.channels_last and on_cuda and self.memory_format is torch.contiguous_format:
+            self.memory_format = torch.channels_last
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net and getattr(self.net, "_compiled_call_impl", None) is None:
             options = self.compile_net if isinstance(self.compile_net, Mapping) else {}
@@ -134,7 +137,7 @@ class FERClassifier(pl.LightningModule):
             log.info("backbone compiled with torch.compile(%s)", options or "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.contiguous(memory_format=self._memory_format))
+        return self.net(x.contiguous(memory_format=self.memory_format))
 
     # -- transfer learning: head only for the first epochs, then everything ---------
     def on_train_epoch_start(self) -> None:
