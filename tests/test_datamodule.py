@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+from unittest.mock import patch
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
+from albumentations.pytorch import ToTensorV2
 
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
 
 from layouts import make_rafdb
@@ -58,6 +62,30 @@ def test_loaders_yield_normalised_images_and_one_hot_targets(raf, tmp_path):
     assert torch.all(target.sum(1) == 1) and torch.all(weight == 1)
     xv, tv, _ = next(iter(dm.val_dataloader()))
     assert xv.shape[1:] == (3, 24, 24) and tv.shape[1] == 7
+
+
+def test_seeded_augmentations_are_reproducible_and_independent():
+    """Item (i, seed) always gets the same draws, and one op's draw says nothing of another's.
+
+    Seeding each op with the same seed (albumentations' Compose.set_random_seed) made
+    every p=0.5 op fire together; here the two flips must show all four combinations.
+    """
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:4, :4] = 255  # a bright top-left corner: its position tells which flips ran
+    flips = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), ToTensorV2()])
+    dataset = TrainingDataset(
+        np.array(["face.png"] * 64), one_hot(np.zeros(64, int)), np.ones(64), flips
+    )
+
+    def corners(seed: int) -> list[tuple[int, ...]]:
+        with patch("fer_lightning.data.dataset.read_rgb", return_value=image):
+            return [
+                tuple((dataset[(i, seed)][0][0] == 255).nonzero()[0].tolist()) for i in range(64)
+            ]
+
+    first = corners(7)
+    assert corners(7) == first and corners(8) != first
+    assert set(first) == {(0, 0), (0, 4), (4, 0), (4, 4)}
 
 
 def test_predict_loader_carries_no_labels(raf, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 
 import cv2
@@ -86,8 +87,13 @@ class TrainingDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
         i, seed = key if isinstance(key, tuple) else (key, None)
         if seed is not None:
-            item_seed = np.random.SeedSequence([seed, i]).generate_state(1)[0]
-            self.transform.set_random_seed(int(item_seed))
+            item_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+            # one stream for the whole pipeline: Compose.set_random_seed gives every transform
+            # its own identically seeded generator, so their draws coincide (flip iff affine)
+            # and re-seeding them all costs a quarter of the pipeline's time
+            self.transform.set_random_state(
+                np.random.default_rng(item_seed), random.Random(item_seed)
+            )
         image = self.transform(image=read_rgb(str(self.paths[i])))["image"]
         return image, self.targets[i], self.weights[i]
 
