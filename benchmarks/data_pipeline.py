@@ -37,9 +37,7 @@ def loader_rate(datamodule, workers: int, epochs: int) -> float:
 
 def decode_aug_split(datamodule, paths) -> tuple[float, float]:
     """Seconds per image spent decoding and augmenting (train pipeline), in this process."""
-    transform = train_transform(
-        datamodule.image_size, datamodule.mean, datamodule.std, **datamodule.augment
-    )
+    transform = train_transform(datamodule.image_size, **datamodule.augment)
     start = time.perf_counter()
     images = [read_rgb(str(p)) for p in paths]
     decode = time.perf_counter() - start
@@ -72,7 +70,7 @@ def measure(size: int, epochs: int, tiny: bool, overrides: list[str]) -> list[ob
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__).parse_args(argv)
+    args = parser(__doc__, repeats=False).parse_args(argv)
     sizes = [32] if args.tiny else [int(s) for s in args.sizes.split(",")]
     epochs = 2 if args.tiny else args.epochs
     rows = [measure(size, epochs, args.tiny, args.overrides) for size in sizes]

@@ -2,13 +2,20 @@
 
 The framework side is built from ``conf/`` exactly as ``fer-train`` builds it (Hydra
 compose + instantiate), so a benchmark measures what users run, not a re-creation.
+
+Shared machines drift by 10-30 % over seconds (seen on the 2-core development VMs), more
+than the effects measured. So each benchmark repeats its sides in alternation
+(``--repeats``, order rotated each time) and reports the median of the per-repeat
+ratios with their range: both sides of a ratio ran minutes apart at most.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -25,15 +32,21 @@ from fer_lightning.models.classifier import FERClassifier, warmup_cosine
 from fer_lightning.models.losses import soft_cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
+WARMUP_BATCHES = 3  # untimed at the start of each side: allocator, workers, first-call costs
 TINY = ["data.source.n_train=200", "data.source.n_test=40", "data.source.workers=1"]
 
 
-def parser(doc: str | None, sizes: bool = True) -> argparse.ArgumentParser:
-    """Options the benchmarks take; fer-train overrides go after them."""
+def parser(
+    doc: str | None, sizes: bool = True, epochs: bool = True, repeats: bool = True
+) -> argparse.ArgumentParser:
+    """Options the benchmarks take (those a benchmark uses); fer-train overrides go after them."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     if sizes:
         p.add_argument("--sizes", default="64,224", help="input resolutions, comma separated")
-        p.add_argument("--epochs", type=int, default=4, help="epochs per side (first: warm-up)")
+    if epochs:
+        p.add_argument("--epochs", type=int, default=2, help="epochs per side (and repeat)")
+    if repeats:
+        p.add_argument("--repeats", type=int, default=3, help="alternations of the sides")
     p.add_argument("--tiny", action="store_true", help="a tiny set and size (smoke test)")
     p.add_argument("overrides", nargs="*", help="fer-train overrides, e.g. trainer=gpu")
     return p
@@ -95,34 +108,58 @@ def bare_train(
     epochs: int,
     cfg: DictConfig,
 ) -> float:
-    """Images/s of a plain PyTorch loop on pre-loaded tensors, epochs after the first.
+    """Images/s of a plain PyTorch loop on pre-loaded tensors, after ``WARMUP_BATCHES``.
 
-    Same model, optimizer, schedule, loss and batch size as the framework's fit.
+    Same model (its ``forward``: normalisation and backbone), optimizer, schedule, loss
+    and batch size as the framework's fit.
     """
     device, autocast = device_and_autocast(cfg)
     model.speed_up(device)  # channels_last / compile exactly as a fit would
-    net, memory_format = model.net.to(device).train(), model.memory_format
-    opt = instantiate(model.optimizer_cfg, params=net.parameters())
+    model.to(device).train()
+    opt = instantiate(model.optimizer_cfg, params=model.parameters())
     steps = -(-len(x) // batch_size) * epochs
     sched = warmup_cosine(opt, steps, model.scheduler_cfg.get("warmup_fraction", 0.05))
     g = torch.Generator().manual_seed(0)
-    start = 0.0
-    for epoch in range(epochs):
-        if epoch == 1:
-            synchronize(device)
-            start = time.perf_counter()
+    step, images, start = 0, 0, 0.0
+    for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            xb = x[idx].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            if step == WARMUP_BATCHES:
+                synchronize(device)
+                start = time.perf_counter()
+            images += len(idx) if step >= WARMUP_BATCHES else 0
+            step += 1
+            xb = x[idx].to(device, non_blocking=True)
             yb = y[idx].to(device, non_blocking=True)
             with autocast:
-                logits = net(xb)
+                logits = model(xb)
             loss = soft_cross_entropy(logits.float(), yb, None, model.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
     synchronize(device)
-    return len(x) * (epochs - 1) / (time.perf_counter() - start)
+    return images / (time.perf_counter() - start)
+
+
+def alternate(sides: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run every side ``repeats`` times, in rotated order each time; values by side."""
+    names = list(sides)
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            values[name].append(sides[name]())
+    return values
+
+
+def ratio(numerator: list[float], denominator: list[float]) -> str:
+    """Median of the per-repeat ratios, with their range when there are several."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    text = f"{statistics.median(ratios):.2f}"
+    return text if len(ratios) == 1 else f"{text} ({min(ratios):.2f}-{max(ratios):.2f})"
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
 
 
 def synchronize(device: torch.device) -> None:

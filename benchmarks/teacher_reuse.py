@@ -39,7 +39,7 @@ def sweep(log_dir: Path, cache: bool, extra: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__, sizes=False).parse_args(argv)
+    args = parser(__doc__, sizes=False, epochs=False, repeats=False).parse_args(argv)
     extra = args.overrides
     if args.tiny:
         extra = [*TINY, "data.image_size=32", "trainer.max_epochs=1", "pseudo_label.rounds=1"]

@@ -2,8 +2,8 @@
 
 The graph outputs probabilities (not logits), averaged with the mirrored image when the
 model was trained with ``tta_flip``, so it matches ``FERClassifier.predict_probs`` and a
-deployment needs no extra code. Everything a caller needs to feed it (label names, input
-size, mean/std) rides in the model's ``metadata_props``.
+deployment needs no extra code. It takes uint8 RGB images and normalises them itself, as
+the model does in training; label names and input size ride in its ``metadata_props``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from torch.export import Dim
 
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.io import atomic_path
-from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.classifier import FERClassifier
 
 INPUT_NAME = "input"
@@ -26,29 +25,23 @@ OUTPUT_NAME = "probabilities"
 
 
 class ProbabilityModel(nn.Module):
-    """The backbone plus softmax (and flip TTA), as ``predict_probs`` computes it."""
+    """``FERClassifier.predict_probs`` as a module: normalisation, backbone, softmax (flip TTA)."""
 
-    def __init__(self, net: nn.Module, tta_flip: bool) -> None:
+    def __init__(self, model: FERClassifier, tta_flip: bool) -> None:
         super().__init__()
-        self.net = net
+        self.model = model
         self.tta_flip = tta_flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = self.net(x).float().softmax(dim=-1)
-        if self.tta_flip:
-            probs = (probs + self.net(x.flip(-1)).float().softmax(dim=-1)) / 2
-        return probs
+        return self.model.predict_probs(x, self.tta_flip)
 
 
 def onnx_metadata(model: FERClassifier) -> dict[str, str]:
     """String metadata: what the input must look like and what the outputs mean."""
-    mean, std = backbone_mean_std(model.hparams.backbone)
     return {
         "labels": json.dumps(list(EMOTIONS)),
         "image_size": str(model.hparams.image_size),
-        "mean": json.dumps(list(mean)),
-        "std": json.dumps(list(std)),
-        "input": "float32 NCHW RGB in [0, 1], resized to image_size, then (x - mean) / std",
+        "input": "uint8 NCHW RGB (0..255), resized to image_size; normalised inside the graph",
         "output": "softmax probabilities, one column per label",
         "backbone": model.hparams.backbone,
         "tta_flip": str(bool(model.hparams.get("tta_flip", False))).lower(),
@@ -64,8 +57,9 @@ def export_onnx(model: FERClassifier, output: str | Path, opset: int | None = No
     image_size = model.hparams.image_size
     if not image_size:
         raise ValueError("the checkpoint records no training image size (hparams.image_size)")
-    wrapper = ProbabilityModel(model.net, bool(model.hparams.get("tta_flip", False))).eval()
-    example = torch.zeros(2, 3, image_size, image_size)  # batch 2: a batch of 1 specialises
+    wrapper = ProbabilityModel(model, bool(model.hparams.get("tta_flip", False))).eval()
+    # batch 2: an example batch of 1 would specialise the batch axis
+    example = torch.zeros(2, 3, image_size, image_size, dtype=torch.uint8)
     program = torch.onnx.export(
         wrapper.cpu(),
         (example,),

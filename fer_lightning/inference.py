@@ -27,7 +27,6 @@ from fer_lightning.data.manifest import DataError
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.io import atomic_path
-from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.classifier import FERClassifier
 
 log = logging.getLogger(__name__)
@@ -215,7 +214,7 @@ def predict_files(
     image_size = model.hparams.image_size
     if not image_size:
         raise ValueError("the checkpoint records no training image size (hparams.image_size)")
-    transform = eval_transform(image_size, *backbone_mean_std(model.hparams.backbone))
+    transform = eval_transform(image_size)
     loader = DataLoader(
         _ImageItems(paths, transform, detector, face_margin),
         batch_size=None,

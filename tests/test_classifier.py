@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import albumentations as A
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.classifier import FERClassifier
 
 
@@ -23,7 +26,7 @@ class Snapshots(pl.Callback):
 
 def _loader() -> DataLoader:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(16, 3, 32, 32, generator=g)
+    x = torch.randint(0, 256, (16, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.nn.functional.one_hot(torch.arange(16) % 7, 7).float()
     return DataLoader(TensorDataset(x, y, torch.ones(16)), batch_size=8)
 
@@ -55,6 +58,18 @@ def test_backbone_frozen_for_the_first_epochs_then_fine_tuned(tmp_path):
 
 def test_flip_tta_averages_the_mirrored_face():
     model = FERClassifier(drop_rate=0.0).eval()
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     both = (model.predict_probs(x) + model.predict_probs(x.flip(-1))) / 2
     torch.testing.assert_close(model.predict_probs(x, flip=True), both)
+
+
+def test_model_normalises_uint8_images_like_albumentations_and_keeps_the_layout():
+    """Normalisation moved from the workers into the model: same numbers, any memory format."""
+    model = FERClassifier(backbone="efficientnet_b0", drop_rate=0.0)  # ImageNet mean/std
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mean, std = backbone_mean_std("efficientnet_b0")
+    expected = A.Normalize(mean=mean, std=std)(image=image)["image"].transpose(2, 0, 1)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    torch.testing.assert_close(model.normalize(x)[0], torch.from_numpy(expected))
+    model.memory_format = torch.channels_last
+    assert model.normalize(x).is_contiguous(memory_format=torch.channels_last)

@@ -54,14 +54,15 @@ def test_split_is_written_once_and_reread(raf, tmp_path):
     assert np.array_equal(again.splits.labeled.paths, s.labeled.paths)
 
 
-def test_loaders_yield_normalised_images_and_one_hot_targets(raf, tmp_path):
+def test_loaders_yield_uint8_images_and_one_hot_targets(raf, tmp_path):
+    """Bytes cross the worker queue and the device copy; the model normalises them."""
     dm = _dm(raf, tmp_path)
     dm.setup("fit")
     x, target, weight = next(iter(dm.train_dataloader()))
-    assert x.shape == (8, 3, 24, 24) and x.dtype == torch.float32
+    assert x.shape == (8, 3, 24, 24) and x.dtype == torch.uint8
     assert torch.all(target.sum(1) == 1) and torch.all(weight == 1)
     xv, tv, _ = next(iter(dm.val_dataloader()))
-    assert xv.shape[1:] == (3, 24, 24) and tv.shape[1] == 7
+    assert xv.shape[1:] == (3, 24, 24) and xv.dtype == torch.uint8 and tv.shape[1] == 7
 
 
 def test_seeded_augmentations_are_reproducible_and_independent():

@@ -60,7 +60,7 @@ def test_auto_workers_are_sized_to_the_cores():
     cpus = usable_cpus()
     assert auto_workers(on_gpu=True) == max(1, min(8, cpus - 1))
     assert auto_workers(on_gpu=True, processes=cpus) == 1  # at least one per GPU process
-    assert auto_workers(on_gpu=False) == (1 if cpus > 1 else 0)
+    assert auto_workers(on_gpu=False) == 0  # CPU: the model's threads hold every core
     dm = FERDataModule(source=dict, root=".", num_workers="auto")
     assert dm.workers() == auto_workers(on_gpu=False)
     with pytest.raises(ValueError, match="data.num_workers must be 'auto' or an int"):
@@ -71,7 +71,7 @@ def test_channels_last_only_on_cuda_and_compile_keeps_checkpoint_keys(tmp_path):
     model = FERClassifier(drop_rate=0.0, scheduler=None, compile={"backend": "eager"})
     keys = set(model.state_dict())
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(8, 3, 32, 32, generator=g)
+    x = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
     trainer = pl.Trainer(
         max_epochs=1,

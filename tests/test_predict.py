@@ -20,7 +20,6 @@ from fer_lightning.inference import (
     collect_inputs,
     crop_face,
 )
-from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.checkpoints import CheckpointError, load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
@@ -48,7 +47,7 @@ def fit_and_save(module: pl.LightningModule, path: Path, batch: tuple[torch.Tens
 def make_checkpoint(path: Path) -> Path:
     """A tiny FERClassifier (32 px MobileNet V1) checkpoint."""
     targets = torch.eye(len(EMOTIONS))[torch.arange(4) % len(EMOTIONS)]
-    batch = (torch.randn(4, 3, 32, 32), targets, torch.ones(4))
+    batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), targets, torch.ones(4))
     return fit_and_save(FERClassifier(backbone="mobilenetv1_100", image_size=32), path, batch)
 
 
@@ -120,7 +119,7 @@ def test_predict_one_file_matches_the_model(tmp_path, ckpt, faces):
     assert "1 predictions from 1 files" in proc.stdout and "happiness" in proc.stdout
     # size and normalisation come from the checkpoint: same numbers as the model itself
     model = load_classifier(ckpt)
-    transform = eval_transform(32, *backbone_mean_std("mobilenetv1_100"))
+    transform = eval_transform(32)
     rgb = cv2.cvtColor(cv2.imread(str(faces / "face_0.png")), cv2.COLOR_BGR2RGB)
     expected = model.predict_probs(transform(image=rgb)["image"][None])[0].numpy()
     got = np.array([float(row[c]) for c in PROB_COLUMNS])

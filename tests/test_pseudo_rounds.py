@@ -13,7 +13,6 @@ from fer_lightning.data.dataset import PredictDataset
 from fer_lightning.data.splits import Splits
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
-from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.classifier import FERClassifier
 
 from cli import tensorboard_tags, train
@@ -87,7 +86,7 @@ def test_pool_truth_never_reaches_training(two_rounds):
         run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
     ).eval()
     pool = Splits.load(run_dir / "splits").unlabeled
-    dataset = PredictDataset(pool.paths, eval_transform(32, *backbone_mean_std("mobilenetv1_100")))
+    dataset = PredictDataset(pool.paths, eval_transform(32))
     with torch.no_grad():
         x = torch.stack([dataset[i][0] for i in range(len(dataset))])
         predicted = teacher.predict_probs(x, flip=True).argmax(1).numpy()
@@ -141,7 +140,7 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path):
     teacher = FERClassifier.load_from_checkpoint(
         run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
     ).eval()
-    dataset = PredictDataset(pool.paths, eval_transform(32, *backbone_mean_std("mobilenetv1_100")))
+    dataset = PredictDataset(pool.paths, eval_transform(32))
     with torch.no_grad():
         x = torch.stack([dataset[i][0] for i in range(len(dataset))])
         probs = teacher.predict_probs(x, flip=True).numpy()

@@ -16,11 +16,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Rebuild the model from the checkpoint; image size and normalisation follow its training."""
     pl.seed_everything(cfg.seed, workers=True)
     model = load_classifier(cfg.ckpt_path)
-    datamodule = instantiate(
-        cfg.data,
-        normalize_as=model.hparams.backbone,
-        image_size=model.hparams.image_size or cfg.data.image_size,
-    )
+    datamodule = instantiate(cfg.data, image_size=model.hparams.image_size or cfg.data.image_size)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=False)
     metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     print(f"checkpoint: {cfg.ckpt_path}\ndata: {datamodule.root} ({cfg.data.test_split} split)\n")

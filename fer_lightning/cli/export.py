@@ -25,8 +25,8 @@ def export(cfg: DictConfig) -> str:
     meta = onnx_metadata(model)
     print(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB) in {seconds:.1f} s")
     print(
-        f"input: {meta['input']}\n  image_size={meta['image_size']} mean={meta['mean']} "
-        f"std={meta['std']}\noutput: {meta['output']}: {meta['labels']}"
+        f"input: {meta['input']}\n  image_size={meta['image_size']}\n"
+        f"output: {meta['output']}: {meta['labels']}"
     )
     return str(output)
 

@@ -25,7 +25,6 @@ from fer_lightning.data.splits import Splits, make_splits
 from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.hardware import auto_workers
-from fer_lightning.models.backbones import backbone_mean_std
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ class FERDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         on_corrupt: str = "fail",
         balanced_sampler: bool = False,
-        normalize_as: str = "mobilenetv1_100",
         augment: Mapping[str, Any] | None = None,
         splits_dir: str | None = None,
         seed: int = 0,
@@ -84,7 +82,6 @@ class FERDataModule(pl.LightningDataModule):
         self.split_seed = split_seed
         self.on_corrupt = on_corrupt
         self.balanced_sampler = balanced_sampler
-        self.mean, self.std = backbone_mean_std(normalize_as)
         self.augment = dict(augment or {})
         self.splits_dir = Path(splits_dir) if splits_dir else None
         self.splits: Splits | None = None
@@ -189,7 +186,7 @@ class FERDataModule(pl.LightningDataModule):
         )
 
     def eval_transform(self):
-        return eval_transform(self.image_size, self.mean, self.std)
+        return eval_transform(self.image_size)
 
     def _eval_dataset(self, manifest: Manifest) -> TrainingDataset:
         return TrainingDataset(
@@ -212,7 +209,7 @@ class FERDataModule(pl.LightningDataModule):
             paths = np.concatenate([paths, self.pseudo[0]])
             targets = np.concatenate([targets, self.pseudo[1]])
             weights = np.concatenate([weights, self.pseudo[2]])
-        transform = train_transform(self.image_size, self.mean, self.std, **self.augment)
+        transform = train_transform(self.image_size, **self.augment)
         return TrainingDataset(paths, targets, weights, transform)
 
     def train_dataloader(self) -> DataLoader:

@@ -23,7 +23,7 @@ from torchmetrics.classification import (
 )
 
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
-from fer_lightning.models.backbones import create_backbone
+from fer_lightning.models.backbones import backbone_mean_std, create_backbone
 from fer_lightning.models.losses import soft_cross_entropy
 from fer_lightning.plots import confusion_matrix_figure
 
@@ -66,6 +66,8 @@ class FERClassifier(pl.LightningModule):
     """Fine-tunes a timm backbone with soft-target cross-entropy; logs FER metrics.
 
     ``image_size`` records the training resolution so evaluation and prediction reuse it.
+    Inputs are uint8 RGB images (NCHW, 0..255, as the data pipelines yield them); the
+    model normalises them with its backbone's pretrained mean/std (:meth:`normalize`).
     Optimizer and scheduler come as plain ``_target_`` mappings (not partials) so the
     hyperparameters stored in checkpoints are plain data and load with ``weights_only``.
     """
@@ -107,6 +109,10 @@ class FERClassifier(pl.LightningModule):
         if cw is not None and cw.numel() != NUM_CLASSES:
             raise ValueError(f"model.class_weights needs {NUM_CLASSES} values, got {cw.numel()}")
         self.register_buffer("class_weights", cw, persistent=False)
+        # not persistent: derived from the backbone's name, so checkpoints keep their keys
+        mean, std = backbone_mean_std(backbone)
+        self.register_buffer("input_mean", 255 * torch.tensor(mean).view(1, -1, 1, 1), False)
+        self.register_buffer("input_std", 255 * torch.tensor(std).view(1, -1, 1, 1), False)
         self.val_metrics = _metrics("val/")
         self.test_metrics = _metrics("test/")
         self.channels_last = channels_last
@@ -136,8 +142,18 @@ class FERClassifier(pl.LightningModule):
             self.net.compile(**options)
             log.info("backbone compiled with torch.compile(%s)", options or "")
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images (0..255) to the float input the backbone's weights expect.
+
+        Runs batched wherever the model runs, so loaders move bytes, not floats; the
+        layout change comes first, while the tensor is still one byte per value.
+        """
+        x = x.contiguous(memory_format=self.memory_format)
+        return (x.float() - self.input_mean) / self.input_std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.contiguous(memory_format=self.memory_format))
+        """Logits for a batch of uint8 RGB images ``[N, 3, H, W]``."""
+        return self.net(self.normalize(x))
 
     # -- transfer learning: head only for the first epochs, then everything ---------
     def on_train_epoch_start(self) -> None:
