@@ -132,6 +132,9 @@ def fit_round(
     if ckpt_path is not None:
         check_compatible(ckpt_path, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # checkpoints are written in the background (AsyncCheckpointIO); rank 0's fit returns
+    # once they are on disk, and the other ranks read them only after that
+    trainer.strategy.barrier("checkpoints_written")
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if isinstance(ckpt, ModelCheckpoint) else ""
     if not best:

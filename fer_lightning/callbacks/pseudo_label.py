@@ -204,6 +204,8 @@ class PseudoLabelCallback(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule: FERDataModule = trainer.datamodule
+        # rank 0's teardown has waited for its background checkpoint writes; the others wait here
+        trainer.strategy.barrier("checkpoints_written")
         best = trainer.checkpoint_callback.best_model_path
         if best:  # the teacher is the round's best checkpoint, not its last epoch
             state = torch.load(best, map_location=pl_module.device, weights_only=True)
