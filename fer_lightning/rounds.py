@@ -171,7 +171,6 @@ class Rounds:
                         self.selection,
                         self.out,
                         next_round=k + 1,
-                        class_score=pcfg.class_score,
                         include_test=pcfg.include_test,
                         accumulate=pcfg.accumulate,
                         tta_flip=pcfg.tta_flip,
@@ -194,7 +193,7 @@ class Rounds:
                 save_teacher_probs(path, probs)
         if rank_zero_only.rank == 0:
             write_pseudo_set(
-                self.out, k + 1, self.dm, probs, self.selection, pcfg.class_score, pcfg.accumulate
+                self.out, k + 1, self.dm, probs, self.selection, pcfg.accumulate
             )
 
     def _finish(self) -> list[dict]:

@@ -12,7 +12,9 @@ from fer_lightning.pseudo.selection import (
     SelectionConfig,
     class_quotas,
     class_thresholds,
+    debiased,
     finalize,
+    fit_temperature,
     per_class_mean_confidence,
     per_class_precision,
     select,
@@ -69,27 +71,30 @@ def test_class_thresholds_linear_convex_and_floor() -> None:
     assert class_thresholds(0.9, torch.zeros(3), floor=0.5).tolist() == [0.5, 0.5, 0.5]
 
 
+def _validation(precision_rows: list[tuple[int, int]], num_classes: int):
+    """Validation probs/labels whose per-class precision is ``right / predicted`` per class."""
+    rows, labels = [], []
+    for cls, (predicted, right) in enumerate(precision_rows):
+        for i in range(predicted):
+            rows.append((cls, 0.9))
+            labels.append(cls if i < right else (cls + 1) % num_classes)
+    return make_probs(rows, num_classes), torch.tensor(labels)
+
+
 def test_class_threshold_selection_uses_the_predicted_class_threshold() -> None:
     probs = make_probs(
         [(0, 0.79), (0, 0.8), (1, 0.45), (1, 0.39), (2, 0.35), (3, 0.3)], num_classes=4
     )
-    sel = select(
-        probs,
-        "class_threshold",
-        threshold=0.8,
-        floor=0.1,
-        class_score=torch.tensor([0.8, 0.4, 0.2, 0.0]),  # tau_c = 0.8, 0.4, 0.2, 0.1
-    )
-    assert ids(sel) == [1, 2, 4, 5]
-    convex = select(
-        probs,
-        "class_threshold",
-        threshold=0.8,
-        floor=0.1,
-        mapping="convex",  # tau_c = 0.8, 0.267, 0.114, 0.1
-        class_score=torch.tensor([0.8, 0.4, 0.2, 0.0]),
-    )
-    assert ids(convex) == [1, 2, 3, 4, 5]
+    # validation precision 0.8, 0.4, 0.2, 0.0 -> tau_c = 0.8, 0.4, 0.2, 0.1
+    val_probs, val_labels = _validation([(5, 4), (5, 2), (5, 1), (1, 0)], num_classes=4)
+    options = {"threshold": 0.8, "floor": 0.1, "val_probs": val_probs, "val_labels": val_labels}
+    assert ids(select(probs, "class_threshold", **options)) == [1, 2, 4, 5]
+    convex = select(probs, "class_threshold", mapping="convex", **options)
+    assert ids(convex) == [1, 2, 3, 4, 5]  # tau_c = 0.8, 0.267, 0.114, 0.1
+    # class_score=confidence: the pool's mean confidence per predicted class instead
+    by_conf = select(probs, "class_threshold", threshold=0.8, floor=0.1, class_score="confidence")
+    # scores 0.795, 0.42, 0.35, 0.3 -> tau_c = 0.8, 0.423, 0.352, 0.302
+    assert ids(by_conf) == [1, 2]
 
 
 def test_per_class_scores_from_validation_predictions() -> None:
@@ -230,11 +235,65 @@ def test_selection_stats_of_an_empty_selection() -> None:
 
 def test_config_defaults_and_config_object() -> None:
     cfg = SelectionConfig(strategy="class_threshold")
-    assert (cfg.threshold, cfg.floor, cfg.mapping) == (0.9, 0.5, "linear")
-    assert cfg.needs_class_score and not cfg.needs_labeled_counts
+    assert (cfg.threshold, cfg.floor, cfg.mapping, cfg.class_score) == (
+        0.9,
+        0.5,
+        "linear",
+        "precision",
+    )
+    assert cfg.needs_validation and not cfg.needs_labeled_counts
     assert SelectionConfig.from_options("topk", k=2, target="balance_labeled").needs_labeled_counts
+    assert SelectionConfig(debias=1.0).needs_labeled_counts
+    assert SelectionConfig(calibrate=True).needs_validation
     via_config = select(POOL, SelectionConfig(strategy="topk", k=2))
     assert ids(via_config) == ids(select(POOL, "topk", k=2))
+
+
+# ------------------------------------------------------------- calibration and debiasing
+
+
+def test_temperature_scaling_recovers_the_temperature_of_overconfident_predictions() -> None:
+    """Labels drawn from softmax(z); the teacher reports softmax(2 z): T = 2 undoes it."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4000, 5, generator=g) * 2
+    labels = torch.multinomial(logits.softmax(1), 1, generator=g).squeeze(1)
+    overconfident = (2 * logits).softmax(1)
+    assert fit_temperature(overconfident, labels) == pytest.approx(2.0, rel=0.1)
+    assert fit_temperature(logits.softmax(1), labels) == pytest.approx(1.0, rel=0.1)
+    assert fit_temperature(overconfident, torch.full((4000,), -1)) == 1.0  # nothing known
+
+
+def test_calibration_changes_confidences_never_the_predicted_class() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(500, 3, generator=g) * 2
+    labels = torch.multinomial(logits.softmax(1), 1, generator=g).squeeze(1)
+    probs = (3 * logits).softmax(1)  # overconfident: a 0.9 threshold keeps too many
+    plain = select(probs, "threshold", threshold=0.9)
+    calibrated = select(
+        probs, "threshold", threshold=0.9, calibrate=True, val_probs=probs, val_labels=labels
+    )
+    assert calibrated.calibration == pytest.approx(3.0, rel=0.15)
+    assert set(ids(calibrated)) < set(ids(plain))
+    assert torch.equal(calibrated.labels, probs[calibrated.index].argmax(1))
+
+
+def test_debias_divides_out_the_labeled_prior() -> None:
+    probs = torch.tensor([[0.6, 0.3, 0.1], [0.9, 0.05, 0.05]])
+    counts = torch.tensor([60, 30, 10])  # prior 0.6, 0.3, 0.1
+    flat = debiased(probs, counts, 1.0)
+    torch.testing.assert_close(flat[0], torch.full((3,), 1 / 3))  # p / prior is constant
+    assert torch.equal(debiased(probs, counts, 0.0), probs)
+    torch.testing.assert_close(flat.sum(1), torch.ones(2))
+
+
+def test_debias_lets_minority_classes_into_a_threshold_selection() -> None:
+    """A majority-biased teacher: a plain threshold keeps class 0 only; debiased, all three."""
+    rows = [[0.99, 0.005, 0.005]] * 6 + [[0.2, 0.78, 0.02]] * 3 + [[0.25, 0.05, 0.7]] * 3
+    probs = torch.tensor(rows)
+    counts = torch.tensor([80, 15, 5])
+    assert set(select(probs, "threshold", threshold=0.8).labels.tolist()) == {0}
+    sel = select(probs, "threshold", threshold=0.8, debias=1.0, labeled_counts=counts)
+    assert sel.labels.tolist() == [0] * 6 + [1] * 3 + [2] * 3
 
 
 @pytest.mark.parametrize(
@@ -250,6 +309,10 @@ def test_config_defaults_and_config_object() -> None:
         ("threshold", {"max_per_class": -1}, "non-negative int"),
         ("class_threshold", {"mapping": "cubic"}, "mapping must be one of"),
         ("class_threshold", {"threshold": 0.6, "floor": 0.7}, "floor must be in"),
+        ("class_threshold", {"class_score": "precison"}, "class_score must be one of"),
+        ("threshold", {"class_score": "precision"}, "'class_score' is not used by strategy"),
+        ("threshold", {"debias": -1}, r"debias must be a number in \[0, 4\]"),
+        ("threshold", {"calibrate": "yes"}, "calibrate must be true or false"),
         ("topk", {}, "exactly one of k, fraction, budget"),
         ("topk", {"k": 2, "fraction": 0.5}, "exactly one of k, fraction, budget"),
         ("topk", {"budget": 10}, "needs a target"),
@@ -263,14 +326,16 @@ def test_invalid_options(strategy: str, options: dict[str, object], match: str) 
 
 
 def test_invalid_run_time_inputs() -> None:
-    with pytest.raises(ValueError, match="needs class_score"):
+    with pytest.raises(ValueError, match="needs val_probs"):
         select(POOL, "class_threshold")
-    with pytest.raises(ValueError, match=r"class_score must have shape \(3,\)"):
-        select(POOL, "class_threshold", class_score=torch.ones(7))
+    with pytest.raises(ValueError, match=r"val_probs must have shape \(-1, 3\)"):
+        select(POOL, "class_threshold", val_probs=torch.ones(4, 7), val_labels=torch.ones(4))
     with pytest.raises(ValueError, match="labeled_counts is not used"):
         select(POOL, "topk", k=2, labeled_counts=torch.ones(3))
     with pytest.raises(ValueError, match="needs labeled_counts"):
         select(POOL, "topk", k=2, target="balance_labeled")
+    with pytest.raises(ValueError, match="needs labeled_counts"):
+        select(POOL, "threshold", debias=1.0)
     with pytest.raises(ValueError, match="summing to 1"):
         select(torch.randn(4, 3) * 5, "threshold")
     with pytest.raises(ValueError, match="not both"):

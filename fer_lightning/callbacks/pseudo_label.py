@@ -22,13 +22,7 @@ from fer_lightning.data.dataset import PredictDataset
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.io import atomic_path, atomic_write_text
 from fer_lightning.pseudo.manifest import PseudoSet, read_pseudo_manifest, write_pseudo_manifest
-from fer_lightning.pseudo.selection import (
-    SelectionConfig,
-    per_class_mean_confidence,
-    per_class_precision,
-    select,
-    selection_stats,
-)
+from fer_lightning.pseudo.selection import SelectionConfig, select, selection_stats
 
 log = logging.getLogger(__name__)
 
@@ -128,21 +122,18 @@ def write_pseudo_set(
     datamodule: FERDataModule,
     probs: dict,
     selection: SelectionConfig,
-    class_score: str = "precision",
     accumulate: bool = False,
 ) -> Path:
     """Select from the teacher's probabilities; write the manifest and its audit atomically."""
     splits = datamodule.splits
     paths, truth = pool_paths_and_truth(datamodule, probs["include_test"])
-    score = counts = None
-    if selection.needs_class_score:
-        if class_score == "precision":
-            score = per_class_precision(probs["val"], torch.from_numpy(splits.val.labels))
-        else:
-            score = per_class_mean_confidence(probs["pool"])
+    runtime = {}
+    if selection.needs_validation:
+        runtime["val_probs"] = probs["val"]
+        runtime["val_labels"] = torch.from_numpy(splits.val.labels)
     if selection.needs_labeled_counts:
-        counts = torch.from_numpy(splits.labeled.class_counts())
-    sel = select(probs["pool"], selection, class_score=score, labeled_counts=counts)
+        runtime["labeled_counts"] = torch.from_numpy(splits.labeled.class_counts())
+    sel = select(probs["pool"], selection, **runtime)
     pseudo = PseudoSet.from_selection(paths, sel)
     true = truth[sel.index.numpy()]
     stats = selection_stats(sel, NUM_CLASSES, torch.from_numpy(truth))
@@ -158,7 +149,7 @@ def write_pseudo_set(
         pseudo = pseudo.merged_over(older)
         lookup = dict(zip(paths.tolist(), truth.tolist(), strict=True))
         true = np.array([lookup.get(p, -1) for p in pseudo.paths.tolist()], dtype=np.int64)
-    stats.update(pool=len(paths), added=len(pseudo))
+    stats.update(pool=len(paths), added=len(pseudo), calibration_temperature=sel.calibration)
     target = pseudo_manifest_path(output_dir, next_round)
     write_pseudo_manifest(target, pseudo, next_round, selection.soft, true)
     atomic_write_text(target.with_suffix(".json"), json.dumps(stats, indent=2))
@@ -185,19 +176,13 @@ class PseudoLabelCallback(pl.Callback):
         selection: SelectionConfig,
         output_dir: str | Path,
         next_round: int,
-        class_score: str = "precision",
         include_test: bool = False,
         accumulate: bool = False,
         tta_flip: bool = False,
     ) -> None:
-        if class_score not in ("precision", "confidence"):
-            raise ValueError(
-                f"pseudo_label.class_score must be precision or confidence, got {class_score!r}"
-            )
         self.selection = selection
         self.output_dir = Path(output_dir)
         self.next_round = next_round
-        self.class_score = class_score
         self.include_test = include_test
         self.accumulate = accumulate
         self.tta_flip = tta_flip
@@ -219,7 +204,6 @@ class PseudoLabelCallback(pl.Callback):
                 datamodule,
                 probs,
                 self.selection,
-                self.class_score,
                 self.accumulate,
             )
         trainer.strategy.barrier("pseudo_labels_written")

@@ -29,7 +29,7 @@ from fer_lightning.data.manifest import Manifest
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS
 
-VERSION = 1  # bump whenever the drawing changes, so cached sets are regenerated
+VERSION = 2  # bump whenever the drawing changes, so cached sets are regenerated
 META_FILE = "synthetic.json"
 LABEL_FILE = Path("basic/EmoLabel/list_patition_label.txt")  # RAF-DB's spelling
 IMAGE_DIR = Path("basic/Image/aligned")
@@ -278,7 +278,7 @@ def _draw_head(cv: _Canvas, f: _Face, aus: dict[int, float], style: int, clothes
     face = _arc((0, 0), (f.fa, f.fb), n=64)
     jaw = face[:, 1] > 0
     face[jaw, 0] *= 1 - f.taper * (face[jaw, 1] / f.fb) ** 1.5  # narrower jaw and chin
-    face[jaw, 1] *= 1 + 0.09 * aus[26]  # jaw drop lengthens the lower face
+    face[jaw, 1] *= 1 + 0.12 * aus[26]  # jaw drop lengthens the lower face
     face[jaw, 0] *= 1 - 0.04 * aus[26]
     cv.fill(face, f.skin)
 
@@ -299,7 +299,7 @@ def _draw_shading(shade: _Canvas, f: _Face, aus: dict[int, float]) -> None:
 
 def _draw_eye(cv: _Canvas, f: _Face, aus: dict[int, float], s: int) -> None:
     ex, ey = s * f.eye_dx, f.eye_y
-    hu = f.eye_h * (1 - 0.2 * aus[6] - 0.25 * aus[7]) + 0.022 * aus[5]
+    hu = f.eye_h * (1 - 0.2 * aus[6] - 0.25 * aus[7]) + 0.034 * aus[5]
     hl = f.eye_h * 0.65 * (1 - 0.5 * aus[6] - 0.45 * aus[7]) + 0.004 * aus[5]
     t = _linspace(-1.0, 1.0, 15)
     x = ex + t * f.eye_w
@@ -341,10 +341,10 @@ def _draw_brows(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
         inner = [ex - s * f.eye_w * 0.95, top]
         mid = [ex + s * f.eye_w * 0.1, top - f.brow_arch]
         outer = [ex + s * f.eye_w * 1.2, top + 0.004]
-        inner[1] += -0.045 * aus[1] + 0.028 * aus[4] + 0.012 * aus[9]
-        inner[0] -= s * 0.018 * aus[4]
-        mid[1] += -0.018 * aus[1] - 0.035 * aus[2] + 0.014 * aus[4]
-        outer[1] += -0.038 * aus[2]
+        inner[1] += -0.07 * aus[1] + 0.042 * aus[4] + 0.018 * aus[9]
+        inner[0] -= s * 0.026 * aus[4]
+        mid[1] += -0.028 * aus[1] - 0.055 * aus[2] + 0.022 * aus[4]
+        outer[1] += -0.06 * aus[2]
         c = _curve(inner, mid, outer, 10)
         th = f.brow_t * _linspace(1.0, 0.45, len(c))[:, None] * [0, 0.5]
         cv.fill(np.concatenate([c - th, (c + th)[::-1]]), f.brows)
@@ -372,8 +372,8 @@ def _draw_brows(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
 
 
 def _draw_nose(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
-    ny = f.nose_y - 0.012 * aus[9]
-    nw = f.nose_w + 0.008 * aus[9]
+    ny = f.nose_y - 0.018 * aus[9]
+    nw = f.nose_w + 0.012 * aus[9]
     dark = _shade(f.skin, 0.72)
     s = f.light_side
     cv.line(
@@ -406,13 +406,13 @@ def _draw_nose(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
 
 
 def _draw_mouth(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
-    mw = f.mouth_w * (1 + 0.22 * aus[12] + 0.35 * aus[20] - 0.12 * aus[23] - 0.15 * aus[26])
-    corner = -0.05 * aus[12] + 0.035 * aus[15] + 0.006 * aus[20]
+    mw = f.mouth_w * (1 + 0.32 * aus[12] + 0.45 * aus[20] - 0.18 * aus[23] - 0.15 * aus[26])
+    corner = -0.075 * aus[12] + 0.055 * aus[15] + 0.012 * aus[20]
     thin = (1 - 0.65 * aus[23]) * (1 - 0.2 * aus[12]) * (1 - 0.25 * aus[20])
     up_t, lo_t = f.lip_up * thin, f.lip_lo * thin
-    gap_up = 0.012 * aus[26] + 0.006 * aus[9] + 0.004 * max(0.0, aus[12] - 0.35)
-    gap_lo = 0.06 * aus[26] + 0.02 * aus[16] + 0.05 * max(0.0, aus[12] - 0.35)
-    my = f.mouth_y - 0.008 * aus[9]
+    gap_up = 0.02 * aus[26] + 0.008 * aus[9] + 0.004 * max(0.0, aus[12] - 0.35)
+    gap_lo = 0.1 * aus[26] + 0.03 * aus[16] + 0.06 * max(0.0, aus[12] - 0.35)
+    my = f.mouth_y - 0.012 * aus[9]
     t = _linspace(-1.0, 1.0, 21)
     x = t * mw
     line = my + corner * t**2

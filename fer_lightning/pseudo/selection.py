@@ -6,7 +6,7 @@ Each strategy is a function ``probs -> keep-mask``; :func:`finalize` then turns 
 into a :class:`Selection` (per-class cap, hard or soft targets, weights). :func:`select`
 is the single validated entry point that Hydra configs drive.
 
-Strategies (after DESIGN.md, "Pseudo-label selection in the literature"):
+Strategies (see the README's "Pseudo-label selection"):
 
 ``threshold``
     Keep rows whose max probability is ``>= threshold`` (Pseudo-Label; FixMatch uses 0.95,
@@ -23,11 +23,20 @@ Strategies (after DESIGN.md, "Pseudo-label selection in the literature"):
     probability ``>= min_confidence``. With ``target`` the per-class quotas come from a
     total budget instead (see :func:`class_quotas`).
 
+Before any strategy the teacher's probabilities can be corrected for two known faults
+of pseudo-labels on imbalanced data: ``calibrate`` fits one temperature on the validation
+split (temperature scaling, Guo et al. 2017), so a threshold means the confidence it
+says; ``debias`` divides by the labeled class prior to the power ``debias`` (post-hoc
+logit adjustment, Menon et al. 2021; DebiasPL, Wang et al. CVPR 2022), so a teacher
+trained on mostly happy faces stops calling every confident face happy. Both change the
+probabilities every later step sees: labels, confidences, weights and soft targets.
+
 Ties are broken deterministically: by confidence descending, then pool index ascending.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 
@@ -38,6 +47,7 @@ STRATEGIES: tuple[str, ...] = ("threshold", "class_threshold", "topk")
 MAPPINGS: tuple[str, ...] = ("linear", "convex")
 TARGETS: tuple[str, ...] = ("uniform", "balance_labeled")
 WEIGHTINGS: tuple[str, ...] = ("confidence", "none")
+CLASS_SCORES: tuple[str, ...] = ("precision", "confidence")
 
 DEFAULT_THRESHOLD = 0.9
 # Lowest per-class threshold: with 7 classes a row at 0.5 still puts most of its mass on
@@ -49,7 +59,7 @@ DEFAULT_FLOOR = 0.5
 # over it cannot silently produce identical runs.
 _STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
     "threshold": ("threshold",),
-    "class_threshold": ("threshold", "floor", "mapping"),
+    "class_threshold": ("threshold", "floor", "mapping", "class_score"),
     "topk": ("k", "fraction", "budget", "target", "min_confidence"),
 }
 
@@ -63,6 +73,7 @@ class Selection:
     targets: Tensor  # float32 [M, C], one-hot (hard) or sharpened teacher probs (soft)
     weights: Tensor  # float32 [M], per-sample loss weight: confidence or 1
     confidence: Tensor  # float32 [M], max teacher probability
+    calibration: float | None = None  # the temperature fitted on validation, if calibrated
 
     def __len__(self) -> int:
         return int(self.index.numel())
@@ -81,6 +92,7 @@ class SelectionConfig:
     threshold: float | None = None
     floor: float | None = None
     mapping: str | None = None
+    class_score: str | None = None
     k: int | None = None
     fraction: float | None = None
     budget: int | None = None
@@ -90,6 +102,8 @@ class SelectionConfig:
     temperature: float = 1.0
     weighting: str = "confidence"
     max_per_class: int | None = None
+    calibrate: bool = False
+    debias: float = 0.0
 
     @classmethod
     def from_options(cls, strategy: str = "threshold", **options: object) -> SelectionConfig:
@@ -99,19 +113,19 @@ class SelectionConfig:
         if unknown:
             raise ValueError(
                 f"unknown selection option(s) {unknown}; valid options: {', '.join(names)}"
-                " (plus the run-time tensors class_score and labeled_counts)"
+                " (plus the run-time tensors val_probs, val_labels and labeled_counts)"
             )
         return cls(strategy=strategy, **options)
 
     @property
-    def needs_class_score(self) -> bool:
-        """Whether :func:`select` needs the teacher's per-class validation scores."""
-        return self.strategy == "class_threshold"
+    def needs_validation(self) -> bool:
+        """Whether :func:`select` needs the teacher's validation probabilities and labels."""
+        return self.calibrate or self.class_score == "precision"
 
     @property
     def needs_labeled_counts(self) -> bool:
         """Whether :func:`select` needs the labeled set's per-class counts."""
-        return self.target == "balance_labeled"
+        return self.target == "balance_labeled" or self.debias > 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -129,6 +143,7 @@ class SelectionConfig:
             "threshold": DEFAULT_THRESHOLD,
             "floor": DEFAULT_FLOOR,
             "mapping": "linear",
+            "class_score": "precision",
             "min_confidence": 0.0,
         }
         for name in used:
@@ -140,6 +155,7 @@ class SelectionConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.strategy == "class_threshold":
             _check_choice("mapping", self.mapping, MAPPINGS)
+            _check_choice("class_score", self.class_score, CLASS_SCORES)
             if not 0.0 <= self.floor <= self.threshold:
                 raise ValueError(
                     f"floor must be in [0, threshold={self.threshold}], got {self.floor}"
@@ -155,6 +171,13 @@ class SelectionConfig:
         if not self.soft and self.temperature != 1.0:
             raise ValueError("temperature only applies to soft labels; set soft=true")
         _check_choice("weighting", self.weighting, WEIGHTINGS)
+        for name in ("soft", "calibrate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.debias, bool) or not (
+            isinstance(self.debias, int | float) and 0 <= self.debias <= 4
+        ):
+            raise ValueError(f"debias must be a number in [0, 4] (0: off), got {self.debias!r}")
 
     def _check_topk(self) -> None:
         sizes = [n for n in ("k", "fraction", "budget") if getattr(self, n) is not None]
@@ -338,11 +361,51 @@ def finalize(
     )
 
 
+def fit_temperature(probs: Tensor, labels: Tensor) -> float:
+    """The temperature ``T`` minimising the NLL of ``labels`` under ``softmax(log p / T)``.
+
+    Temperature scaling (Guo et al. 2017): one parameter, fitted on held-out (validation)
+    rows, so it changes how confident the teacher is, never which class it predicts.
+    Rows labelled ``-1`` are ignored; with no labelled row it returns 1.
+    """
+    known = labels >= 0
+    if not bool(known.any()):
+        return 1.0
+    log_p = probs[known].double().clamp_min(1e-12).log()
+    target = labels[known].long()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def nll() -> Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(log_p / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(nll)
+    return float(log_t.detach().clamp(math.log(0.05), math.log(20.0)).exp())
+
+
+def debiased(probs: Tensor, class_counts: Tensor, strength: float) -> Tensor:
+    """``p_c / prior_c^strength``, renormalised: post-hoc logit adjustment by the class prior.
+
+    A teacher trained on imbalanced labels carries their prior in its posteriors; dividing
+    it out (strength 1, Menon et al. 2021) estimates the class-balanced posterior, so the
+    majority class no longer takes every confident row (DebiasPL, Wang et al. 2022).
+    """
+    prior = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1)
+    prior = (prior / prior.sum()).to(probs.device)
+    scaled = probs.double() * prior.pow(-float(strength))
+    return (scaled / scaled.sum(dim=1, keepdim=True)).to(probs.dtype)
+
+
 def select(
     probs: Tensor,
     strategy: str | SelectionConfig = "threshold",
     *,
-    class_score: Tensor | None = None,
+    val_probs: Tensor | None = None,
+    val_labels: Tensor | None = None,
     labeled_counts: Tensor | None = None,
     **options: object,
 ) -> Selection:
@@ -350,9 +413,9 @@ def select(
 
     ``strategy`` is a strategy name with its options as keyword arguments (as a Hydra
     ``pseudo_label`` group passes them), or a ready :class:`SelectionConfig`.
-    ``class_score`` [C] (e.g. :func:`per_class_precision` on validation data) is needed
-    by ``class_threshold``; ``labeled_counts`` [C] by ``target="balance_labeled"``.
-    An empty selection is a valid result.
+    ``val_probs`` [V, C] with ``val_labels`` [V] (the teacher on the validation split)
+    are needed by ``calibrate`` and by ``class_score="precision"``; ``labeled_counts``
+    [C] by ``target="balance_labeled"`` and ``debias``. An empty selection is valid.
     """
     if isinstance(strategy, SelectionConfig):
         if options:
@@ -362,12 +425,25 @@ def select(
         cfg = SelectionConfig.from_options(strategy, **options)
     _check_probs(probs)
     num_classes = probs.shape[1]
-    _check_runtime("class_score", class_score, cfg.needs_class_score, num_classes)
-    _check_runtime("labeled_counts", labeled_counts, cfg.needs_labeled_counts, num_classes)
+    _check_runtime("val_probs", val_probs, cfg.needs_validation, (-1, num_classes))
+    _check_runtime("val_labels", val_labels, cfg.needs_validation, (-1,))
+    _check_runtime("labeled_counts", labeled_counts, cfg.needs_labeled_counts, (num_classes,))
+    temperature = fit_temperature(val_probs, val_labels) if cfg.calibrate else None
+
+    def corrected(p: Tensor) -> Tensor:
+        if temperature is not None:
+            p = sharpen(p.clamp_min(1e-12), temperature)
+        return debiased(p, labeled_counts, cfg.debias) if cfg.debias > 0 else p
+
+    probs = corrected(probs)
     if cfg.strategy == "threshold":
         keep = threshold_mask(probs, cfg.threshold)
     elif cfg.strategy == "class_threshold":
-        thresholds = class_thresholds(cfg.threshold, class_score, cfg.floor, cfg.mapping)
+        if cfg.class_score == "precision":
+            score = per_class_precision(corrected(val_probs), val_labels)
+        else:
+            score = per_class_mean_confidence(probs)
+        thresholds = class_thresholds(cfg.threshold, score, cfg.floor, cfg.mapping)
         keep = class_threshold_mask(probs, thresholds)
     else:
         keep = topk_mask(
@@ -379,7 +455,7 @@ def select(
             labeled_counts=labeled_counts,
             min_confidence=cfg.min_confidence,
         )
-    return finalize(
+    sel = finalize(
         probs,
         keep,
         soft=cfg.soft,
@@ -387,6 +463,7 @@ def select(
         weighting=cfg.weighting,
         max_per_class=cfg.max_per_class,
     )
+    return dataclasses.replace(sel, calibration=temperature)
 
 
 def _check_probs(probs: Tensor) -> None:
@@ -398,16 +475,17 @@ def _check_probs(probs: Tensor) -> None:
         raise ValueError("probs rows must be probabilities summing to 1 (softmax, not logits)")
 
 
-def _check_runtime(name: str, value: Tensor | None, needed: bool, num_classes: int) -> None:
+def _check_runtime(name: str, value: Tensor | None, needed: bool, shape: tuple[int, ...]) -> None:
+    """A run-time tensor is given exactly when needed, with ``shape`` (-1: any length)."""
     if not needed:
         if value is not None:
             raise ValueError(f"{name} is not used by this configuration; do not pass it")
         return
     if value is None:
-        raise ValueError(f"this configuration needs {name} (a tensor of {num_classes} values)")
-    shape = tuple(torch.as_tensor(value).shape)
-    if shape != (num_classes,):
-        raise ValueError(f"{name} must have shape ({num_classes},), got {shape}")
+        raise ValueError(f"this configuration needs {name} (a tensor of shape {shape})")
+    got = tuple(torch.as_tensor(value).shape)
+    if len(got) != len(shape) or any(s not in (-1, g) for s, g in zip(shape, got, strict=True)):
+        raise ValueError(f"{name} must have shape {shape}, got {got}")
 
 
 # -------------------------------------------------------------------- scores and audit
