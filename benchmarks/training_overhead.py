@@ -22,7 +22,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_lightning.training import _callbacks, _loggers
+from fer_lightning.run_dir import RunDir
+from fer_lightning.training import build_callbacks, build_loggers
 
 from harness import (
     WARMUP_BATCHES,
@@ -70,8 +71,8 @@ def lightning_fit(cfg: DictConfig, tmp: Path, tag: str, epochs: int, loader=None
     timer = Throughput()
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_callbacks(cfg, tmp / tag / "checkpoints", 0, [timer]),
-        logger=_loggers(cfg, tag) or False,
+        callbacks=build_callbacks(cfg, RunDir(tmp / tag), 0, [timer]),
+        logger=build_loggers(cfg, RunDir(tmp / tag), 0) or False,
         max_epochs=epochs,
         limit_val_batches=0,
         enable_progress_bar=False,

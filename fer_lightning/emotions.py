@@ -16,6 +16,7 @@ EMOTIONS: tuple[str, ...] = (
     "neutral",
 )
 NUM_CLASSES = len(EMOTIONS)
+PROB_COLUMNS: tuple[str, ...] = tuple(f"prob_{e}" for e in EMOTIONS)  # CSVs of probabilities
 
 # RAF-DB train-split counts (official "basic" set), used as default class
 # proportions for the synthetic set and as a reference for imbalance.

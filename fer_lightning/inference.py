@@ -22,17 +22,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fer_lightning.data.dataset import read_rgb
-from fer_lightning.data.manifest import DataError
+from fer_lightning.data.images import IMAGE_EXTENSIONS, read_rgb
 from fer_lightning.data.transforms import eval_transform
-from fer_lightning.emotions import EMOTIONS
+from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
+from fer_lightning.errors import DataError
 from fer_lightning.io import atomic_path
 from fer_lightning.models.classifier import FERClassifier
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-PROB_COLUMNS = tuple(f"prob_{e}" for e in EMOTIONS)
 BOX_COLUMNS = ("face", "x", "y", "w", "h")
 # per-row outcome: predicted, image without a detected face, file that cannot be decoded
 STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"

@@ -1,12 +1,16 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic writes: a reader never sees a half-written file or directory; strict JSON."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -29,6 +33,31 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp directory beside ``target``; on success it replaces ``target``.
+
+    An existing ``target`` is moved aside first and deleted after the rename, so readers
+    see the old directory or the new one, never a mix; on an exception the temp
+    directory is deleted and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -39,3 +68,23 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    """Strict JSON, atomically: NaN and infinities become ``null`` (jq and browsers reject NaN)."""
+    atomic_write_text(target, json.dumps(_no_nan(obj), indent=2, allow_nan=False) + "\n")
+
+
+def number(value: Any) -> float:
+    """A JSON number back as float: ``null`` (an undefined value) is NaN."""
+    return math.nan if value is None else float(value)

@@ -1,6 +1,6 @@
 """Compare runs: one summary per fer-train run directory, as a table, a CSV and plots.
 
-Everything here only reads what ``fer-train`` leaves on disk (see rounds.py), so it works
+Everything here only reads what ``fer-train`` leaves on disk (see run_dir.py), so it works
 on sweeps still in progress and never imports torch. A run that is unfinished or damaged
 gets a status instead of stopping the report.
 """
@@ -22,9 +22,11 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.experiment import job_dirname
 from fer_lightning.io import atomic_path
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
 from fer_lightning.results import _pct
+from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
 REPORT_CSV = "report.csv"
 
@@ -64,11 +66,10 @@ class RunSummary:
 
 
 def is_run_dir(path: Path) -> bool:
-    """fer-train output: Hydra's ``.hydra/``, a round folder or a rounds table (so a run that
-    lost its config is still found and reported as broken)."""
-    return (
-        (path / ".hydra").is_dir() or (path / "round_0").is_dir() or (path / "rounds.csv").is_file()
-    )
+    """fer-train output: ``.hydra/``, a round folder or a rounds table (so a run that lost
+    its config is still found and reported as broken)."""
+    run = RunDir(path)
+    return run.hydra.is_dir() or run.round(0).is_dir() or run.rounds_csv.is_file()
 
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
@@ -98,29 +99,11 @@ def _yaml(path: Path) -> Any:
 
 
 def _run_name(run_dir: Path, overrides: list[str]) -> str:
-    """Hydra's override_dirname (the sweep subdir name, without path-like keys) when recorded,
-    else the joined overrides, else the directory name."""
-    hydra = _yaml(run_dir / ".hydra" / "hydra.yaml")
-    if hydra is not None:
-        return hydra["hydra"]["job"].get("override_dirname") or run_dir.name
-    return ",".join(overrides) or run_dir.name
-
-
-def _read_round(run_dir: Path, k: int) -> dict[str, Any]:
-    """Round k's rounds.csv-style row from its metrics.json and its pseudo-label audit."""
-    metrics = json.loads((run_dir / f"round_{k}" / "metrics.json").read_text())
-    row: dict[str, Any] = {
-        "round": k,
-        "val_macro_f1": float(metrics["val/best_macro_f1"]),
-        "test_macro_f1": float(metrics["test/macro_f1"]),
-        "test_acc": float(metrics["test/acc"]),
-    }
-    row.update({f"test_f1_{e}": float(metrics[f"test/f1_{e}"]) for e in EMOTIONS})
-    audit = run_dir / "pseudo_labels" / f"round_{k}.json"  # fer_lightning.callbacks.pseudo_label
-    stats = json.loads(audit.read_text()) if k > 0 and audit.is_file() else {}
-    row["pseudo_added"] = int(stats.get("added", 0))
-    row["pseudo_precision"] = float(stats.get("precision_overall", math.nan))
-    return row
+    """The run's sweep job name (:func:`fer_lightning.experiment.job_dirname` of its
+    overrides), else the directory name."""
+    hydra = (_yaml(run_dir / HYDRA_DIR / "hydra.yaml") or {}).get("hydra", {})
+    naming = hydra.get("job", {}).get("config", {}).get("override_dirname", {})
+    return job_dirname(overrides, naming.get("exclude_keys") or []) if overrides else run_dir.name
 
 
 def _reason(err: Exception) -> str:
@@ -133,14 +116,14 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
     run_dir = Path(run_dir)
     problems: list[str] = []
     try:
-        overrides = [str(o) for o in _yaml(run_dir / ".hydra" / "overrides.yaml") or []]
+        overrides = [str(o) for o in _yaml(run_dir / HYDRA_DIR / "overrides.yaml") or []]
         name = _run_name(run_dir, overrides)
     except Exception as err:  # any malformed Hydra file: report it, keep going
         overrides, name = [], run_dir.name
         problems.append(f".hydra: {_reason(err)}")
     run = RunSummary(run_dir, name, overrides)
     try:
-        cfg = _yaml(run_dir / ".hydra" / "config.yaml")
+        cfg = _yaml(run_dir / HYDRA_DIR / "config.yaml")
         if cfg is None:
             problems.append("missing .hydra/config.yaml")
         else:
@@ -151,18 +134,14 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
     except Exception as err:  # unparsable YAML or odd values: report it, keep going
         problems.append(f".hydra/config.yaml: {_reason(err)}")
 
-    running = False
-    k = 0
-    while (run_dir / f"round_{k}").is_dir():
-        if not (run_dir / f"round_{k}" / "DONE").is_file():
-            running = True
-            break
+    layout = RunDir(run_dir)
+    finished, running = layout.finished_rounds()
+    for k in finished:
         try:
-            run.rounds.append(_read_round(run_dir, k))
+            run.rounds.append(layout.round_row(k))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             problems.append(f"round_{k}: {_reason(err)}")
             break
-        k += 1
 
     if problems:
         run.status = f"broken: {problems[0]}"
@@ -305,7 +284,7 @@ def per_emotion_plot(run: RunSummary) -> Figure:
 def confusion_matrix(run_dir: Path, k: int) -> np.ndarray | None:
     """Round k's test confusion matrix (rows: true emotion), None when not saved or malformed:
     it only feeds a figure."""
-    path = run_dir / f"round_{k}" / "confusion_matrix.json"
+    path = RunDir(run_dir).confusion_matrix(k)
     try:
         cm = np.asarray(json.loads(path.read_text()), dtype=np.int64)
     except (OSError, ValueError, TypeError):

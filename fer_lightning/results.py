@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
 from fer_lightning.emotions import EMOTIONS
 
 
@@ -30,22 +28,6 @@ def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
         cells = [_pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def flatten_config(cfg: DictConfig | Mapping, prefix: str = "") -> dict[str, object]:
-    """Scalar leaves as ``a.b.c`` keys (lists as strings), for TensorBoard's HPARAMS tab."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    flat: dict[str, object] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{name}."))
-        elif isinstance(value, Sequence | ListConfig) and not isinstance(value, str):
-            flat[name] = str(list(value))
-        else:
-            flat[name] = "None" if value is None else value
-    return flat
 
 
 def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:

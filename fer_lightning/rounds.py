@@ -1,92 +1,34 @@
 """Teacher–student rounds: round 0 fits the teacher, round k fits a student on labeled ∪ pseudo(k).
 
 Everything a later round needs is on disk in the run directory (splits, each round's
-best checkpoint and DONE marker, the pseudo-label manifests), so runs can be resumed.
+best checkpoint and DONE marker, the pseudo-label manifests), and every round starts
+from state derived from that and the seed alone, so a run killed anywhere resumes to
+the same results.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
-from pathlib import Path
-from typing import Any
 
-import torch
+import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
-from fer_lightning.callbacks.pseudo_label import (
-    PseudoLabelCallback,
-    load_teacher_probs,
-    pseudo_manifest_path,
-    save_teacher_probs,
-    teacher_probs,
-    teacher_probs_path,
-    write_pseudo_set,
-)
+from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
+from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.emotions import EMOTIONS
-from fer_lightning.io import atomic_path
-from fer_lightning.models.checkpoints import load_classifier
+from fer_lightning.data.dataset import model_seed
+from fer_lightning.models.checkpoints import load_classifier, load_weights
 from fer_lightning.pseudo.manifest import read_pseudo_manifest
-from fer_lightning.pseudo.selection import SelectionConfig
+from fer_lightning.pseudo.step import PseudoLabelStep
+from fer_lightning.run_dir import TENSORBOARD_ROUNDS, RunDir
 from fer_lightning.teacher_cache import TeacherCache, teacher_key
-from fer_lightning.training import fit_round, log_hparams_session, round_dir, uses_tensorboard
+from fer_lightning.training import fit_round, log_hparams_session, uses_tensorboard
 
 log = logging.getLogger(__name__)
-
-STUDENT_INITS = ("pretrained", "teacher")
-
-
-def selection_config(pcfg: DictConfig) -> SelectionConfig:
-    """The selection options of the ``pseudo_label`` group (other keys drive the rounds)."""
-    names = set(SelectionConfig.__dataclass_fields__)
-    return SelectionConfig.from_options(**{k: v for k, v in pcfg.items() if k in names})
-
-
-def _student_model(cfg: DictConfig, pcfg: DictConfig, output_dir: Path, k: int):
-    overrides = {}
-    if pcfg.get("student_drop_rate") is not None:
-        overrides["drop_rate"] = pcfg.student_drop_rate
-    model = instantiate(cfg.model, **overrides)
-    if pcfg.student_init == "teacher":
-        teacher = round_dir(output_dir, k - 1) / "checkpoints" / "best.ckpt"
-        state = torch.load(teacher, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict(state)
-        log.info("round %d: student starts from the teacher %s", k, teacher)
-    return model
-
-
-def round_row(output_dir: Path, k: int, labeled: int) -> dict[str, Any]:
-    """One ``rounds.csv`` row from round k's metrics.json and its pseudo-label audit."""
-    metrics = json.loads((round_dir(output_dir, k) / "metrics.json").read_text())
-    row: dict[str, Any] = {
-        "round": k,
-        "labeled": labeled,
-        "val_macro_f1": metrics["val/best_macro_f1"],
-        "test_macro_f1": metrics["test/macro_f1"],
-        "test_acc": metrics["test/acc"],
-    }
-    row.update({f"test_f1_{e}": metrics[f"test/f1_{e}"] for e in EMOTIONS})
-    audit = pseudo_manifest_path(output_dir, k).with_suffix(".json")
-    stats = json.loads(audit.read_text()) if k > 0 and audit.is_file() else {}
-    row["pseudo_added"] = stats.get("added", 0)
-    row["pseudo_precision"] = stats.get("precision_overall", math.nan)
-    for name, key in (("count", "count"), ("conf", "mean_confidence"), ("precision", "precision")):
-        values = stats.get(key, [math.nan] * len(EMOTIONS))
-        row.update({f"pseudo_{name}_{e}": v for e, v in zip(EMOTIONS, values, strict=True)})
-    return row
-
-
-def write_rounds_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _distributed(cfg: DictConfig) -> bool:
@@ -99,111 +41,103 @@ def _distributed(cfg: DictConfig) -> bool:
 class Rounds:
     """The rounds of one run directory; every step first checks what is already on disk."""
 
-    def __init__(self, cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> None:
+    def __init__(
+        self, cfg: DictConfig, datamodule: FERDataModule, run: RunDir, pseudo: PseudoLabelConfig
+    ) -> None:
         self.cfg = cfg
         self.dm = datamodule
-        self.out = output_dir
-        self.pcfg = cfg.get("pseudo_label") or OmegaConf.create({"rounds": 0})
-        self.rounds = int(self.pcfg.rounds)
-        # validate the selection options before any training
-        self.selection = selection_config(self.pcfg) if self.rounds > 0 else None
-        if self.rounds > 0 and self.pcfg.student_init not in STUDENT_INITS:
-            raise ValueError(
-                f"pseudo_label.student_init must be one of {STUDENT_INITS}, "
-                f"got {self.pcfg.student_init!r}"
-            )
-        if self.rounds > 0 and self.pcfg.include_test:
+        self.run = run
+        self.pseudo = pseudo
+        self.step = PseudoLabelStep(pseudo, run) if pseudo.rounds > 0 else None
+        self.teacher_augment = dict(datamodule.augment)
+        if pseudo.rounds > 0 and pseudo.include_test:
             log.warning(
                 "pseudo_label.include_test=true: the teacher labels the TEST images too "
                 "(transductive); test metrics are then not comparable with inductive runs"
             )
 
-    def run(self) -> list[dict]:
+    def run_all(self) -> list[dict]:
         """Fit the teacher and ``pseudo_label.rounds`` students; returns the table rows."""
-        cache = None
+        key, settings = teacher_key(self.cfg)
         if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
-            cache = TeacherCache(self.cfg.paths.teacher_cache_dir, teacher_key(self.cfg))
-            log.info("teacher cache key %s (%s)", cache.key, cache.entry)
+            cache = TeacherCache(self.cfg.paths.teacher_cache_dir, key)
+            log.info("teacher cache key %s (%s)", key, cache.entry)
             with cache.claim():
-                if cache.ready and not self._done(0):
-                    cache.restore(self.out)
-                    if uses_tensorboard(self.cfg):
-                        metrics = json.loads((round_dir(self.out, 0) / "metrics.json").read_text())
-                        log_hparams_session(self.cfg, self.out, 0, metrics, 0)
+                restored = cache.ready and not self.run.is_done(0) and cache.restore(self.run)
+                if restored and uses_tensorboard(self.cfg):
+                    log_hparams_session(self.cfg, self.run, 0, self.run.read_metrics(0), 0)
                 self._prepare_data()
-                self._round(0)
+                self._round(0, (key, settings))
                 if not cache.ready:
-                    cache.store(self.out)
+                    cache.store(self.run)
         else:
             self._prepare_data()
-            self._round(0)
-        for k in range(1, self.rounds + 1):
+            self._round(0, (key, settings))
+        for k in range(1, self.pseudo.rounds + 1):
             self._round(k)
         return self._finish()
-
-    def _done(self, k: int) -> bool:
-        return (round_dir(self.out, k) / "DONE").is_file()
 
     def _prepare_data(self) -> None:
         self.dm.prepare_data()
         self.dm.setup("fit")
 
-    def _round(self, k: int) -> None:
-        pcfg = self.pcfg
-        if k > 0:
-            pseudo = read_pseudo_manifest(pseudo_manifest_path(self.out, k))
+    def _model(self, k: int) -> pl.LightningModule:
+        """Round k's fresh model, its random parts seeded by (seed, round) alone."""
+        pl.seed_everything(model_seed(int(self.cfg.seed), k), workers=True, verbose=False)
+        if k == 0:
+            return instantiate(self.cfg.model)
+        overrides = {}
+        if self.pseudo.student_drop_rate is not None:
+            overrides["drop_rate"] = self.pseudo.student_drop_rate
+        model = instantiate(self.cfg.model, **overrides)
+        if self.pseudo.student_init == "teacher":
+            load_weights(model, self.run.best_checkpoint(k - 1))
+            log.info(
+                "round %d: student starts from the teacher %s", k, self.run.best_checkpoint(k - 1)
+            )
+        return model
+
+    def _round(self, k: int, teacher: tuple[str, dict] | None = None) -> None:
+        run = self.run
+        if k > 0:  # the one place a pseudo set reaches the DataModule
+            pseudo = read_pseudo_manifest(run.pseudo_manifest(k))
             self.dm.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
-            self.dm.augment.update(pcfg.get("student_augment") or {})
-        if self._done(k):
-            log.info("round %d: finished earlier (DONE in %s); skipped", k, round_dir(self.out, k))
+            self.dm.augment = {**self.teacher_augment, **self.pseudo.student_augment}
+            log.info(
+                "rank %d: round %d trains on %d pseudo labels from %s",
+                rank_zero_only.rank,
+                k,
+                len(pseudo),
+                run.pseudo_manifest(k),
+            )
+        if run.is_done(k):
+            log.info("round %d: finished earlier (DONE in %s); skipped", k, run.round(k))
         else:
-            last = round_dir(self.out, k) / "checkpoints" / "last.ckpt"
-            resume = last if last.is_file() else None
+            last = run.last_checkpoint(k)
+            resume = str(last) if last.is_file() else None
             if k == 0 and resume is None and self.cfg.get("ckpt_path"):
-                resume = Path(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
+                resume = str(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
             if resume:
                 log.info("round %d: resuming the interrupted fit from %s", k, resume)
-            model = _student_model(self.cfg, pcfg, self.out, k) if k > 0 else None
-            callbacks = []
-            if k < self.rounds:
-                callbacks.append(
-                    PseudoLabelCallback(
-                        self.selection,
-                        self.out,
-                        next_round=k + 1,
-                        include_test=pcfg.include_test,
-                        accumulate=pcfg.accumulate,
-                        tta_flip=pcfg.tta_flip,
-                    )
-                )
-            fit_round(self.cfg, self.dm, k, self.out, callbacks, model=model, ckpt_path=resume)
-        if k < self.rounds and not pseudo_manifest_path(self.out, k + 1).is_file():
-            self._select_from_saved_teacher(k)
-
-    def _select_from_saved_teacher(self, k: int) -> None:
-        """Round k finished but round k+1's pseudo set is missing (teacher cache, a kill)."""
-        pcfg = self.pcfg
-        path = teacher_probs_path(self.out, k)
-        probs = load_teacher_probs(path, pcfg.tta_flip, pcfg.include_test)
-        if probs is None:
-            best = round_dir(self.out, k) / "checkpoints" / "best.ckpt"
-            log.info("round %d: predicting the pool with %s", k, best)
-            probs = teacher_probs(load_classifier(best), self.dm, pcfg.tta_flip, pcfg.include_test)
-            if rank_zero_only.rank == 0:
-                save_teacher_probs(path, probs)
-        if rank_zero_only.rank == 0:
-            write_pseudo_set(
-                self.out, k + 1, self.dm, probs, self.selection, pcfg.accumulate
-            )
+            if teacher is not None and rank_zero_only.rank == 0:
+                run.write_teacher_record(*teacher)
+            callbacks = [PseudoLabelCallback(self.step, k)] if k < self.pseudo.rounds else []
+            fit_round(self.cfg, self.dm, k, run, self._model(k), callbacks, ckpt_path=resume)
+        if k < self.pseudo.rounds and not run.pseudo_manifest(k + 1).is_file():
+            log.info("round %d: labeling the pool with its saved teacher", k)
+            best = run.best_checkpoint(k)
+            self.step.produce(k, self.dm, lambda: load_classifier(best))
 
     def _finish(self) -> list[dict]:
-        labeled = len(self.dm.splits.labeled)
-        rows = [round_row(self.out, k, labeled) for k in range(self.rounds + 1)]
+        base = {"labeled": len(self.dm.splits.labeled), "seed": int(self.cfg.seed)}
+        rows = []
+        for k in range(self.pseudo.rounds + 1):
+            row = self.run.round_row(k)
+            rows.append({"round": k, **base, **row})
         if rank_zero_only.rank == 0:
-            table = self.out / "rounds.csv"
-            logged = len(_read_rows(table))  # rounds already in TensorBoard (a resumed run)
-            write_rounds_csv(table, rows)
-            writer = SummaryWriter(str(self.out / "tensorboard" / "rounds"))
+            logged = len(self.run.read_rounds_csv())  # rounds already in TensorBoard (resumed)
+            self.run.write_rounds_csv(rows)
+            writer = SummaryWriter(str(self.run.tensorboard / TENSORBOARD_ROUNDS))
             for row in rows[logged:]:
                 for key, value in row.items():
                     if key != "round" and isinstance(value, int | float) and not math.isnan(value):
@@ -212,13 +146,8 @@ class Rounds:
         return rows
 
 
-def _read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def run_rounds(cfg: DictConfig, datamodule: FERDataModule, output_dir: Path) -> list[dict]:
-    """Run (or resume) every round of ``cfg`` in ``output_dir``; returns the rounds table."""
-    return Rounds(cfg, datamodule, output_dir).run()
+def run_rounds(
+    cfg: DictConfig, datamodule: FERDataModule, run: RunDir, pseudo: PseudoLabelConfig
+) -> list[dict]:
+    """Run (or resume) every round of ``cfg`` in ``run``; returns the rounds table."""
+    return Rounds(cfg, datamodule, run, pseudo).run_all()

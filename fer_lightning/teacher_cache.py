@@ -1,8 +1,11 @@
 """Teacher cache: round 0 does not depend on the pseudo-label settings, so train it once.
 
-An entry is keyed by a hash of everything that shapes the teacher (data, split, model,
-optimisation, trainer, seed; not ``pseudo_label`` or paths) and holds the run's split
-and its ``round_0`` directory (best checkpoint, metrics, teacher probabilities). A file
+An entry is keyed by a hash of everything that can change the teacher's numbers (data,
+split, model, optimisation, trainer, seed, code versions; not ``pseudo_label`` or where
+files go) and holds the run's split and its ``round_0`` directory (best checkpoint,
+metrics, teacher probabilities, and ``teacher.json``: the key it was trained under). An
+entry only ever holds what its key describes: a run's round 0 is stored only if it was
+trained under that key, and an entry is restored only if its record says the key. A file
 lock makes concurrent jobs train a teacher once; entries are built in a temp directory
 and renamed, so nobody reads a half-written one.
 """
@@ -10,68 +13,37 @@ and renamed, so nobody reads a half-written one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fer_lightning.io import atomic_write_text
+from fer_lightning.experiment import BOOKKEEPING_KEYS, digest, settings, under
+from fer_lightning.io import atomic_dir, write_json
+from fer_lightning.run_dir import TEACHER_PARTS, RunDir
 
 log = logging.getLogger(__name__)
 
 TEACHER_GROUPS = ("data", "model", "trainer", "callbacks", "seed", "ckpt_path")
-# settings that change speed or bookkeeping, not the teacher
-NEUTRAL_KEYS = {
-    "data.num_workers",
-    "data.pin_memory",
-    "data.splits_dir",
-    "trainer.default_root_dir",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.log_every_n_steps",
-}
-# what an entry holds, relative to a run directory (TensorBoard events stay with the run
-# that trained the teacher: a hit logs its own round-0 HPARAMS session)
-ENTRY_PARTS = ("splits", "round_0")
+CODE = ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def teacher_key(cfg: DictConfig) -> str:
-    """A short hash of the resolved settings that determine round 0."""
-    settings: dict[str, Any] = {}
-    for group in TEACHER_GROUPS:
-        value = cfg.get(group)
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-        settings.update(_flat(value, f"{group}.") if isinstance(value, dict) else {group: value})
-    for key in NEUTRAL_KEYS:
-        settings.pop(key, None)
-    if settings.get("data.root"):
-        settings["data.root"] = str(Path(settings["data.root"]).resolve())
-    # code that trains the teacher: a new release of these must not reuse an old teacher
-    settings["versions"] = {
-        name: importlib.metadata.version(name)
-        for name in ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
+def teacher_key(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """(short hash, settings) of the resolved settings that determine round 0."""
+    values = {
+        key: value
+        for key, value in settings(cfg, ignore=BOOKKEEPING_KEYS).items()
+        if under(key, TEACHER_GROUPS)
     }
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    # code that trains the teacher: a new release of these must not reuse an old teacher
+    values["versions"] = {name: importlib.metadata.version(name) for name in CODE}
+    return digest(values), values
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -83,7 +55,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _copy_parts(src_root: Path, dst_root: Path) -> None:
-    for part in ENTRY_PARTS:
+    for part in TEACHER_PARTS:
         src = src_root / part
         if src.is_dir():
             shutil.copytree(src, dst_root / part, copy_function=_link_or_copy, dirs_exist_ok=True)
@@ -116,26 +88,39 @@ class TeacherCache:
         finally:
             lock.release()
 
-    def restore(self, run_dir: Path) -> None:
-        """Put the cached teacher into ``run_dir`` as if round 0 had run there."""
-        _copy_parts(self.entry, run_dir)
-        metrics_path = run_dir / "round_0" / "metrics.json"
-        metrics = json.loads(metrics_path.read_text())
-        metrics["best_checkpoint"] = str(run_dir / "round_0" / "checkpoints" / "best.ckpt")
+    def restore(self, run: RunDir) -> bool:
+        """Put the cached teacher into ``run`` as if round 0 had run there; False if unusable."""
+        held = RunDir(self.entry).teacher_key()
+        if held != self.key:
+            log.warning(
+                "teacher cache %s holds a teacher trained under key %s; not used (delete %s)",
+                self.key,
+                held,
+                self.entry,
+            )
+            return False
+        _copy_parts(self.entry, run.root)
+        metrics = run.read_metrics(0)
+        metrics["best_checkpoint"] = str(run.best_checkpoint(0))
         metrics["teacher_cache"] = self.key
-        metrics_path.unlink()  # a hard link: do not write through into the cache entry
-        atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
+        run.metrics(0).unlink()  # a hard link: do not write through into the cache entry
+        write_json(run.metrics(0), metrics)
         log.info("teacher cache hit %s: reusing the teacher of %s", self.key, self.entry)
+        return True
 
-    def store(self, run_dir: Path) -> None:
-        """Copy a finished round 0 into the cache (temp dir, then rename)."""
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.key}.", dir=self.root))
-        try:
-            _copy_parts(run_dir, tmp)
-            (tmp / "round_0" / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
+    def store(self, run: RunDir) -> None:
+        """Copy a finished round 0 into the cache, if it was trained under this key."""
+        trained = run.teacher_key()
+        if trained != self.key:
+            log.warning(
+                "teacher cache %s: round 0 of %s was trained under key %s; not stored",
+                self.key,
+                run.root,
+                trained,
+            )
+            return
+        with atomic_dir(self.entry) as tmp:
+            _copy_parts(run.root, tmp)
+            RunDir(tmp).last_checkpoint(0).unlink(missing_ok=True)
             (tmp / "DONE").touch()
-            os.replace(tmp, self.entry)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.info("teacher cache %s: stored the teacher of %s", self.key, run_dir)
+        log.info("teacher cache %s: stored the teacher of %s", self.key, run.root)

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import epoch_seed
-from fer_lightning.io import atomic_write_text
+from fer_lightning.experiment import flatten
 from fer_lightning.models.checkpoints import check_compatible
-from fer_lightning.results import flatten_config
+from fer_lightning.run_dir import TENSORBOARD_DIR, RunDir
 
 log = logging.getLogger(__name__)
-
-
-def round_dir(output_dir: Path, k: int) -> Path:
-    return output_dir / f"round_{k}"
 
 
 class SeedEachEpoch(pl.Callback):
@@ -55,18 +50,30 @@ class SeedEachEpoch(pl.Callback):
             trainer.datamodule.seed_epoch(seed)
 
 
-def _callbacks(
-    cfg: DictConfig, ckpt_dir: Path, k: int, extra: list[pl.Callback]
-) -> list[pl.Callback]:
+def build_callbacks(cfg: DictConfig, run: RunDir, k: int, extra: list[pl.Callback]) -> list:
+    """The config's callbacks (checkpoints into round k's folder), the epoch seeding, ``extra``."""
     callbacks: list[pl.Callback] = []
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
         if str(cb_cfg.get("_target_", "")).endswith("ModelCheckpoint"):
-            callbacks.append(instantiate(cb_cfg, dirpath=str(ckpt_dir)))
+            callbacks.append(instantiate(cb_cfg, dirpath=str(run.checkpoints(k))))
         else:
             callbacks.append(instantiate(cb_cfg))
     return [*callbacks, SeedEachEpoch(int(cfg.seed), k), *extra]
+
+
+def build_loggers(cfg: DictConfig, run: RunDir, k: int) -> list[Any]:
+    """The config's loggers writing into the run directory, one version per round."""
+    loggers = []
+    for lg in (cfg.get("logger") or {}).values():
+        if not lg:
+            continue
+        where = {"save_dir": str(run.root), "version": RunDir.tensorboard_version(k)}
+        if str(lg.get("_target_", "")).endswith("TensorBoardLogger"):
+            where["name"] = TENSORBOARD_DIR
+        loggers.append(instantiate(lg, **where))
+    return loggers
 
 
 def uses_tensorboard(cfg: DictConfig) -> bool:
@@ -76,7 +83,7 @@ def uses_tensorboard(cfg: DictConfig) -> bool:
 
 @rank_zero_only
 def log_hparams_session(
-    cfg: DictConfig, output_dir: Path, k: int, metrics: dict[str, Any], step: int
+    cfg: DictConfig, run: RunDir, k: int, metrics: dict[str, Any], step: int
 ) -> None:
     """One HPARAMS session per round: the run's config against its final metrics.
 
@@ -85,14 +92,15 @@ def log_hparams_session(
     holding this run's own location are left out for the same reason.
     """
     final = {key: v for key, v in metrics.items() if key.startswith(("val/", "test/"))}
-    where = str(output_dir)
-    params = {
-        key: value
-        for key, value in flatten_config(cfg).items()
-        if not (isinstance(value, str) and value.startswith(where))
-    }
+    where = str(run.root)
+    params = {}
+    for key, value in flatten(cfg).items():
+        value = str(value) if isinstance(value, list | dict) else value
+        value = "None" if value is None else value
+        if not (isinstance(value, str) and value.startswith(where)):
+            params[key] = value
     _, start, end = hparams_summary(params, final)
-    writer = SummaryWriter(str(output_dir / "tensorboard" / f"round_{k}"))
+    writer = SummaryWriter(str(run.tensorboard / RunDir.tensorboard_version(k)))
     for key, value in final.items():
         writer.add_scalar(key, value, step)
     file_writer = writer._get_file_writer()
@@ -101,32 +109,25 @@ def log_hparams_session(
     writer.close()
 
 
-def _loggers(cfg: DictConfig, version: str) -> list[Any]:
-    return [instantiate(lg, version=version) for lg in (cfg.get("logger") or {}).values() if lg]
-
-
 def fit_round(
     cfg: DictConfig,
     datamodule: FERDataModule,
     k: int,
-    output_dir: Path,
+    run: RunDir,
+    model: pl.LightningModule,
     extra_callbacks: list[pl.Callback] | None = None,
-    model: pl.LightningModule | None = None,
-    ckpt_path: Path | None = None,
+    ckpt_path: str | None = None,
 ) -> dict[str, Any]:
     """Fit round ``k`` (teacher when k == 0), test its best checkpoint, write metrics and DONE.
 
-    ``model`` defaults to a fresh one from ``cfg.model``; ``ckpt_path`` (the round's
-    ``last.ckpt``) resumes an interrupted fit with its optimizer, scheduler and epoch.
+    ``ckpt_path`` (the round's ``last.ckpt``) resumes an interrupted fit with its
+    optimizer, scheduler and epoch.
     """
-    rdir = round_dir(output_dir, k)
-    ckpt_dir = rdir / "checkpoints"
     datamodule.round_index = k
-    model = model if model is not None else instantiate(cfg.model)
-    loggers = _loggers(cfg, f"round_{k}")
+    loggers = build_loggers(cfg, run, k)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_callbacks(cfg, ckpt_dir, k, extra_callbacks or []),
+        callbacks=build_callbacks(cfg, run, k, extra_callbacks or []),
         logger=loggers or False,
     )
     if ckpt_path is not None:
@@ -151,10 +152,10 @@ def fit_round(
     }
     for lg in loggers:
         lg.finalize("success")
-    if uses_tensorboard(cfg):
-        log_hparams_session(cfg, output_dir, k, metrics, trainer.global_step)
-    atomic_write_text(rdir / "metrics.json", json.dumps(metrics, indent=2))
-    cm = model.test_confusion_matrix.tolist()  # rows: true emotion, columns: predicted
-    atomic_write_text(rdir / "confusion_matrix.json", json.dumps(cm))
-    (rdir / "DONE").touch()
+    if any(isinstance(lg, TensorBoardLogger) for lg in loggers):
+        log_hparams_session(cfg, run, k, metrics, trainer.global_step)
+    if trainer.is_global_zero:
+        # rows: true emotion, columns: predicted
+        run.finish_round(k, metrics, model.test_confusion_matrix.tolist())
+    trainer.strategy.barrier("round_done")
     return metrics

@@ -11,6 +11,7 @@ import timm
 import torch
 
 from fer_lightning.data.synthetic import render_face
+from fer_lightning.errors import ConfigError
 from fer_lightning.models.backbones import backbone_mean_std, create_backbone
 from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.models.imagenet import OfflineWeights, imagenet_state_dict, offline_weights
@@ -56,7 +57,7 @@ def test_weights_of_another_model_fail_clearly(tmp_path):
 
 
 def test_missing_weights_file_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model.weights=.*nope.pth"):
+    with pytest.raises(ConfigError, match="model.weights=.*nope.pth"):
         create_backbone(NAME, num_classes=7, weights=str(tmp_path / "nope.pth"))
 
 
@@ -65,7 +66,7 @@ def test_hub_weights_offline_give_a_clear_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)  # read at import: patch the constant
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    with pytest.raises(RuntimeError, match="model.weights=PATH"):
+    with pytest.raises(ConfigError, match="model.weights=PATH"):
         create_backbone(NAME, num_classes=7, pretrained=True)
 
 

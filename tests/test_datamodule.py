@@ -92,7 +92,7 @@ def test_seeded_augmentations_are_reproducible_and_independent():
 def test_predict_loader_carries_no_labels(raf, tmp_path):
     dm = _dm(raf, tmp_path)
     dm.setup("fit")
-    batches = list(dm.predict_dataloader())
+    batches = list(dm.predict_loader(dm.unlabeled_paths()))
     assert all(len(b) == 2 for b in batches)
     index = torch.cat([b[1] for b in batches])
     assert index.tolist() == list(range(len(dm.splits.unlabeled)))

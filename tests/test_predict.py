@@ -15,12 +15,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from fer_lightning.data.synthetic import render_face
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
+from fer_lightning.errors import CheckpointError
 from fer_lightning.inference import (
     PROB_COLUMNS,
     collect_inputs,
     crop_face,
 )
-from fer_lightning.models.checkpoints import CheckpointError, load_classifier
+from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
 from cli import run

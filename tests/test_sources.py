@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.manifest import UNKNOWN, Manifest
 from fer_lightning.data.sources import (
     check_images,
     describe,
@@ -19,6 +19,7 @@ from fer_lightning.data.sources import (
     read_unlabeled_folder,
 )
 from fer_lightning.emotions import EMOTIONS
+from fer_lightning.errors import DataError
 
 from layouts import (
     emotion_folders,
@@ -96,9 +97,9 @@ def test_rafdb_bad_labels_and_malformed_lines_name_file_and_line(tmp_path: Path)
         read_rafdb(tmp_path)
     message = str(err.value)
     assert message.startswith("3 bad lines")
-    assert f"{label_file}:2: label 8 is outside RAF-DB's 1..7" in message
+    assert f"{label_file}:2 (train_00002.jpg): label 8 is outside RAF-DB's 1..7" in message
     assert f"{label_file}:3: malformed line 'train_00003.jpg'" in message
-    assert f"{label_file}:5: label 'five' is not an integer" in message
+    assert f"{label_file}:5 (train_00005.jpg): label 'five' is not an integer" in message
 
 
 def test_rafdb_empty_label_file(tmp_path: Path) -> None:
@@ -150,7 +151,8 @@ def test_kaggle_bad_label_and_header(tmp_path: Path) -> None:
     lines = label_file.read_text().splitlines()
     lines[3] = "train_00003_aligned.jpg,0"
     label_file.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=rf"1 bad lines .*{label_file}:4: label 0 is outside"):
+    where = rf"{label_file}:4 \(train_00003_aligned\.jpg\): label 0 is outside"
+    with pytest.raises(DataError, match=rf"1 bad lines .*{where}"):
         read_rafdb_kaggle(tmp_path)
     label_file.write_text("file,emotion\nx.jpg,1\n")
     with pytest.raises(DataError, match=r"train_labels\.csv:1: header must name columns"):
@@ -256,9 +258,9 @@ def test_check_images_fails_on_truncated_and_empty_files(tmp_path: Path) -> None
     with pytest.raises(DataError) as err:
         check_images(manifest)
     message = str(err.value)
-    assert message.startswith("2 of 6 images cannot be decoded")
-    assert "ok_1.jpg (OSError" in message and "truncated" in message.lower()
-    assert "ok_4.jpg (UnidentifiedImageError" in message
+    assert message.startswith("2 of 6 images cannot be used")
+    assert "ok_1.jpg (truncated JPEG (no end-of-image marker))" in message
+    assert "ok_4.jpg (not a decodable image" in message
     assert "data.on_corrupt=skip" in message
 
 
@@ -270,8 +272,62 @@ def test_check_images_skip_drops_bad_files(
         kept = check_images(manifest, on_corrupt="skip")
     assert [Path(p).name for p in kept.paths] == ["ok_0.jpg", "ok_2.jpg", "ok_3.jpg", "ok_5.jpg"]
     assert kept.labels.tolist() == [0, 2, 3, 5]
-    assert "skipping 2 of 6 unreadable images" in caplog.text
+    assert "skipping 2 of 6 unusable images" in caplog.text
     good = kept.subset(np.arange(2))
     assert check_images(good) is good
     with pytest.raises(ValueError, match="data.on_corrupt"):
         check_images(good, on_corrupt="ignore")
+
+
+def test_duplicate_lines_are_an_error_naming_both_lines(tmp_path: Path) -> None:
+    """Appending a label file's first lines again would put images in two splits."""
+    make_rafdb(tmp_path, TRAIN, TEST)
+    label_file = _label_file(tmp_path)
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join(lines + lines[:3]) + "\n")
+    with pytest.raises(DataError) as err:
+        read_rafdb(tmp_path)
+    message = str(err.value)
+    assert "3 duplicate lines" in message
+    n = len(lines)
+    assert f"{label_file}:{n + 1} (train_00001.jpg) repeats {label_file}:1" in message
+
+
+def test_an_image_listed_with_two_labels_is_a_conflict(tmp_path: Path) -> None:
+    make_rafdb(tmp_path, TRAIN, TEST)
+    label_file = _label_file(tmp_path)
+    lines = label_file.read_text().splitlines()
+    name, label = lines[0].split()
+    other = 1 + int(label) % 7
+    label_file.write_text("\n".join([*lines, f"{name} {other}"]) + "\n")
+    with pytest.raises(DataError, match=r"1 images are listed with two different labels"):
+        read_rafdb(tmp_path)
+    kaggle = tmp_path / "kaggle"
+    make_rafdb_kaggle(kaggle, TRAIN, TEST)
+    csv_file = kaggle / "test_labels.csv"
+    rows = csv_file.read_text().splitlines()
+    csv_file.write_text("\n".join([*rows, rows[1]]) + "\n")
+    with pytest.raises(DataError, match=r"test_labels\.csv: 1 duplicate lines"):
+        read_rafdb_kaggle(kaggle)
+
+
+def test_a_label_file_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    make_rafdb(tmp_path, TRAIN, TEST)
+    label_file = _label_file(tmp_path)
+    data = label_file.read_bytes().splitlines(keepends=True)
+    data[2] = b"train_00003.jpg \xff\n"
+    label_file.write_bytes(b"".join(data))
+    with pytest.raises(DataError, match=rf"{label_file}:3: not UTF-8 text \(byte 0xff\)"):
+        read_rafdb(tmp_path)
+
+
+def test_images_below_the_minimum_side_count_as_corrupt(tmp_path: Path) -> None:
+    small = write_image(tmp_path / "small.jpg", size=8)
+    good = write_image(tmp_path / "good.jpg", size=16)
+    manifest = Manifest(np.array([str(small), str(good)]), np.array([0, 1]))
+    too_small = r"small\.jpg \(8x8 px is smaller than data.min_image_side=16\)"
+    with pytest.raises(DataError, match=too_small):
+        check_images(manifest, min_side=16)
+    kept = check_images(manifest, on_corrupt="skip", min_side=16)
+    assert kept.paths.tolist() == [str(good)]
+    assert check_images(manifest, min_side=8) is manifest

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.manifest import UNKNOWN, Manifest
 from fer_lightning.data.splits import Splits, make_splits
+from fer_lightning.errors import DataError
 
 # Imbalanced like RAF-DB, with a single-image class (anger) and an absent one (neutral).
 COUNTS = (40, 5, 12, 100, 30, 1, 0)
@@ -152,3 +153,13 @@ def test_train_must_be_labeled_and_non_empty() -> None:
         make_splits(unlabeled, TEST)
     with pytest.raises(DataError, match="training split is empty"):
         make_splits(Manifest.empty(), TEST)
+
+
+def test_an_image_in_two_splits_is_refused() -> None:
+    """A test image also listed in train, or a pool folder holding the data set's images."""
+    test = Manifest(np.array([TRAIN.paths[0], "/data/test_1.jpg"]), np.array([0, 1]))
+    with pytest.raises(DataError, match=r"1 images are in two splits at once.*/data/train/"):
+        make_splits(TRAIN, test, seed=0)
+    extra = Manifest(TRAIN.paths[:3], np.full(3, UNKNOWN))
+    with pytest.raises(DataError, match=r"3 images are in two splits.*data.unlabeled_dir"):
+        make_splits(TRAIN, TEST, seed=0, extra_unlabeled=extra)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError
 
 from fer_lightning.cli.common import CONFIG_DIR
-from fer_lightning.rounds import selection_config
+from fer_lightning.config import PseudoLabelConfig
 
 from cli import FAST, run
 from layouts import make_rafdb
@@ -147,7 +147,7 @@ def test_optuna_search_space_only_yields_valid_selection_options():
     for values in itertools.product(*space.values()):
         cfg = _compose(*(f"{k}={v}" for k, v in zip(space, values, strict=True)))
         assert cfg.pseudo_label.rounds >= 1
-        selection_config(cfg.pseudo_label)
+        PseudoLabelConfig.from_cfg(cfg.pseudo_label)
 
 
 def test_joblib_launcher_is_installed():
@@ -212,7 +212,7 @@ def test_rafdb_paper_experiment():
     assert cfg.model.backbone == "mobilenetv1_100" and cfg.model.pretrained is True
     assert cfg.trainer.accelerator == "gpu"
     assert cfg.pseudo_label.strategy == "threshold" and cfg.pseudo_label.rounds == 1
-    assert selection_config(cfg.pseudo_label).threshold == 0.9
+    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.threshold == 0.9
     assert cfg.task_name == "rafdb_paper"
 
 
@@ -232,7 +232,7 @@ def test_rafdb_ssl_experiment(overrides, labels_per_class, label_fraction):
     assert cfg.data.unlabeled_dir is None and cfg.data.val_fraction == 0.1
     assert cfg.model.backbone == "mobilenetv1_100" and cfg.model.pretrained is True
     assert cfg.data.image_size == 224 and cfg.trainer.accelerator == "gpu"
-    assert selection_config(cfg.pseudo_label).strategy == "class_threshold"
+    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == "class_threshold"
 
 
 @pytest.mark.parametrize("experiment", ["rafdb_paper", "rafdb_ssl"])
@@ -240,4 +240,4 @@ def test_rafdb_ssl_experiment(overrides, labels_per_class, label_fraction):
 def test_experiments_accept_every_selection_strategy(experiment, strategy):
     """An experiment sets no strategy-specific option, so pseudo_label=<any> stays valid."""
     cfg = _compose(f"experiment={experiment}", f"pseudo_label={strategy}")
-    assert selection_config(cfg.pseudo_label).strategy == strategy
+    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == strategy

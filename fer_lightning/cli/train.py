@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -11,77 +12,95 @@ import pytorch_lightning as pl
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.config import validate_train
+from fer_lightning.experiment import settings
 from fer_lightning.results import metrics_table, rounds_table
 from fer_lightning.rounds import run_rounds
-from fer_lightning.training import round_dir
+from fer_lightning.run_dir import RunDir
+
+# recorded beside each run's config, so a study can be re-run on the same stack
+KEY_PACKAGES = (
+    "fer_lightning",
+    "torch",
+    "torchvision",
+    "pytorch-lightning",
+    "timm",
+    "albumentations",
+    "hydra-core",
+    "torchmetrics",
+    "numpy",
+)
+
+
+def _hydra_files(cfg: DictConfig) -> dict[str, str]:
+    """What Hydra would write to ``.hydra/``, plus the installed versions of the key packages."""
+    hydra_cfg = HydraConfig.instance().cfg
+    versions = {name: importlib.metadata.version(name) for name in KEY_PACKAGES}
+    return {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(hydra_cfg),
+        "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task),
+        "versions.yaml": yaml.safe_dump(versions, sort_keys=False),
+    }
 
 
 def train(cfg: DictConfig) -> list[dict]:
-    """Seed, build the data, run the rounds; returns the rounds table rows."""
-    pl.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    datamodule = instantiate(cfg.data)
-    rows = run_rounds(cfg, datamodule, output_dir)
-    report(rows, output_dir)
+    """Check the config, own the run directory, run the rounds; returns the table rows."""
+    pseudo = validate_train(cfg)
+    run = RunDir(HydraConfig.get().runtime.output_dir)
+    # DDP ranks > 0 are started by rank 0 inside its run: the directory is already owned
+    owned = run.claim(settings(cfg), _hydra_files(cfg)) if rank_zero_only.rank == 0 else None
+    with owned or contextlib.nullcontext():
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data)
+        rows = run_rounds(cfg, datamodule, run, pseudo)
+        report(rows, run)
     return rows
 
 
 @rank_zero_only
-def report(rows: list[dict], output_dir: Path) -> None:
+def report(rows: list[dict], run: RunDir) -> None:
     """Print the final test table and the rounds table (once, under DDP)."""
-    last = json.loads((round_dir(output_dir, len(rows) - 1) / "metrics.json").read_text())
+    last = run.read_metrics(len(rows) - 1)
     print(f"\nFinal model (round {len(rows) - 1}) on the test split:\n")
     print(metrics_table(last))
     print("\nRounds (test split, %; round 0 = teacher on labeled data only):\n")
     print(rounds_table(rows))
-    print(f"\nlogs, checkpoints, pseudo labels and TensorBoard events: {output_dir}")
+    print(f"\nlogs, checkpoints, pseudo labels and TensorBoard events: {run.root}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
     """Returns the final validation macro-F1 (what sweepers maximise: never test)."""
-    return train(cfg)[-1]["val_macro_f1"]
-
-
-# overrides that may change when a run is resumed: where and how fast, not what
-RESUME_OVERRIDABLE = (
-    "trainer",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.strategy",
-    "trainer.enable_progress_bar",
-    "data.num_workers",
-)
+    with user_errors("fer-train"):
+        return train(cfg)[-1]["val_macro_f1"]
 
 
 def resume_argv(argv: list[str]) -> list[str]:
-    """``resume=<run_dir> [overrides]`` -> the run's saved overrides, the new ones, its dir."""
+    """``resume=<run_dir> [overrides]`` -> the run's saved overrides, the new ones, its dir.
+
+    New overrides replace saved ones of the same key; the run directory's record then
+    refuses any that would change the experiment (only where it runs and how fast may).
+    """
     resume = [a for a in argv if a.startswith("resume=")]
     if not resume:
         return argv
-    run_dir = Path(resume[-1].split("=", 1)[1]).expanduser().resolve()
-    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    run = RunDir(Path(resume[-1].split("=", 1)[1]).expanduser().resolve())
+    saved_file = run.hydra / "overrides.yaml"
     if not saved_file.is_file():
         raise SystemExit(
-            f"resume={run_dir}: no {saved_file.relative_to(run_dir)} there; "
+            f"fer-train: error: resume={run.root}: no {saved_file.relative_to(run.root)} there; "
             "point resume= at a run directory written by fer-train"
         )
     extra = [a for a in argv if not a.startswith("resume=")]
-    for arg in extra:
-        key = arg.lstrip("+~").split("=", 1)[0]
-        if key not in RESUME_OVERRIDABLE and not key.startswith("hydra."):
-            raise SystemExit(
-                f"resume: {arg!r} would change the experiment; when resuming only "
-                f"{', '.join(RESUME_OVERRIDABLE)} may be overridden"
-            )
     saved = yaml.safe_load(saved_file.read_text()) or []
     new_keys = {a.lstrip("+~").split("=", 1)[0] for a in extra}
     kept = [a for a in saved if a.lstrip("+~").split("=", 1)[0] not in new_keys]
-    return [*kept, *extra, f"hydra.run.dir={run_dir}"]
+    return [*kept, *extra, f"hydra.run.dir={run.root}"]
 
 
 def main() -> None:

@@ -19,11 +19,13 @@ from fer_lightning.data.dataset import (
     epoch_seed,
     one_hot,
 )
-from fer_lightning.data.manifest import DataError, Manifest
+from fer_lightning.data.images import check_on_corrupt
+from fer_lightning.data.manifest import Manifest
 from fer_lightning.data.sources import check_images, read_unlabeled_folder
 from fer_lightning.data.splits import Splits, make_splits
 from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.errors import DataError
 from fer_lightning.hardware import auto_workers
 
 log = logging.getLogger(__name__)
@@ -56,14 +58,14 @@ class FERDataModule(pl.LightningDataModule):
         unlabeled_dir: str | None = None,
         split_seed: int = 0,
         on_corrupt: str = "fail",
+        min_image_side: int = 16,
         balanced_sampler: bool = False,
         augment: Mapping[str, Any] | None = None,
         splits_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if on_corrupt not in ("fail", "skip"):
-            raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
+        check_on_corrupt(on_corrupt)
         self.source = source
         self.root = str(root)
         self.train_split = train_split
@@ -81,6 +83,7 @@ class FERDataModule(pl.LightningDataModule):
         self.unlabeled_dir = unlabeled_dir
         self.split_seed = split_seed
         self.on_corrupt = on_corrupt
+        self.min_image_side = min_image_side
         self.balanced_sampler = balanced_sampler
         self.augment = dict(augment or {})
         self.splits_dir = Path(splits_dir) if splits_dir else None
@@ -104,11 +107,12 @@ class FERDataModule(pl.LightningDataModule):
                     f"{', '.join(sorted(manifests)) or 'none'} "
                     "(set data.train_split / data.test_split)"
                 )
-        train = check_images(manifests[self.train_split], self.on_corrupt)
-        test = check_images(manifests[self.test_split], self.on_corrupt)
+        train = check_images(manifests[self.train_split], self.on_corrupt, self.min_image_side)
+        test = check_images(manifests[self.test_split], self.on_corrupt, self.min_image_side)
         extra = None
         if self.unlabeled_dir:
-            extra = check_images(read_unlabeled_folder(self.unlabeled_dir), self.on_corrupt)
+            pool = read_unlabeled_folder(self.unlabeled_dir)
+            extra = check_images(pool, self.on_corrupt, self.min_image_side)
         return make_splits(
             train,
             test,
@@ -188,6 +192,11 @@ class FERDataModule(pl.LightningDataModule):
     def eval_transform(self):
         return eval_transform(self.image_size)
 
+    def predict_loader(self, paths: np.ndarray, sampler=None) -> DataLoader:
+        """One pass over ``paths``, eval-transformed, yielding ``(images, index)`` only."""
+        dataset = PredictDataset(paths, self.eval_transform())
+        return self.loader(dataset, sampler=sampler, persistent=False)
+
     def _eval_dataset(self, manifest: Manifest) -> TrainingDataset:
         return TrainingDataset(
             manifest.paths,
@@ -264,8 +273,3 @@ class FERDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self._eval_dataset(self._require_splits().test), persistent=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Eval-transformed images of the unlabeled pool, without labels."""
-        dataset = PredictDataset(self.unlabeled_paths(), self.eval_transform())
-        return self.loader(dataset, persistent=False)

@@ -5,26 +5,22 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
-from fer_lightning.data.manifest import DataError
+from fer_lightning.data.images import read_rgb
 from fer_lightning.emotions import NUM_CLASSES
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path}: missing or corrupt file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def epoch_seed(seed: int, round_index: int, epoch: int) -> int:
     """The seed of one training epoch: its randomness depends on nothing that ran before."""
     return (seed * 1_000_003 + round_index * 10_007 + epoch) % 2**31
+
+
+def model_seed(seed: int, round_index: int) -> int:
+    """The seed a round's fresh model is built with (its random init, the head's too)."""
+    return (seed * 1_000_003 + round_index * 10_007 + 9_973) % 2**31
 
 
 def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:

@@ -14,13 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.errors import DataError
 from fer_lightning.io import atomic_path
 
 UNKNOWN = -1  # label of an image whose emotion is not known (unlabeled folders)
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file (and line) and the fix."""
 
 
 @dataclass(frozen=True)

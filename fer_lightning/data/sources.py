@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.images import IMAGE_EXTENSIONS, check_on_corrupt, decode_error, is_image
+from fer_lightning.data.manifest import UNKNOWN, Manifest
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, emotion_index
+from fer_lightning.errors import DataError
 
 log = logging.getLogger("fer_lightning.data")
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 RAFDB_LABEL_FILES = ("list_patition_label.txt", "list_partition_label.txt")  # official (sic)
 RAFDB_VARIANTS = ("aligned", "original")
 SHOW = 5  # how many offending names an error message lists
@@ -43,10 +43,6 @@ def _root(root: str | os.PathLike, what: str) -> Path:
     if not path.is_dir():
         raise DataError(f"{what} root {path} does not exist or is not a directory; check data.root")
     return path
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def _finish(manifests: dict[str, Manifest], source: str) -> dict[str, Manifest]:
@@ -111,6 +107,50 @@ def _bad_lines_error(bad: list[str], expected: str) -> None:
         raise DataError(f"{len(bad)} bad lines (expected {expected}): {_shortlist(bad)}")
 
 
+def _lines(label_file: Path) -> list[str]:
+    """The label file's lines; a non-UTF-8 byte is a DataError naming the file and line."""
+    data = label_file.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{label_file}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+            "save the label file as UTF-8"
+        ) from None
+
+
+def _check_unique(entries: list[tuple[str, int, str]], label_file: Path) -> None:
+    """Each image once: ``entries`` are (image, label, location); repeated images fail.
+
+    A repeat with the same label is a duplicate line; with another label a conflict.
+    Either would put one image in two splits (validation leaking into training).
+    """
+    first: dict[str, tuple[int, str]] = {}
+    duplicates, conflicts = [], []
+    for name, label, location in entries:
+        if name not in first:
+            first[name] = (label, location)
+            continue
+        label0, location0 = first[name]
+        if label == label0:
+            duplicates.append(f"{location} repeats {location0}")
+        else:
+            conflicts.append(
+                f"{location} labels it {EMOTIONS[label]}, {location0} {EMOTIONS[label0]}"
+            )
+    if conflicts:
+        raise DataError(
+            f"{label_file}: {len(conflicts)} images are listed with two different labels: "
+            f"{_shortlist(conflicts)}; keep the right line of each"
+        )
+    if duplicates:
+        raise DataError(
+            f"{label_file}: {len(duplicates)} duplicate lines (an image listed twice would "
+            f"land in two splits): {_shortlist(duplicates)}; delete the repeated lines"
+        )
+
+
 def _raf_label(text: str, location: str) -> int:
     """A RAF-DB label 1..7 -> 0..6, or a DataError naming ``location`` (file:line)."""
     try:
@@ -142,31 +182,34 @@ def read_rafdb(root: str | os.PathLike, variant: str = "aligned") -> dict[str, M
         raise DataError(f"RAF-DB image folder {image_dir} does not exist (variant={variant!r})")
 
     entries: dict[str, tuple[list[str], list[int]]] = {}
+    seen: list[tuple[str, int, str]] = []
     bad: list[str] = []
-    with open(label_file) as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            location = f"{label_file}:{number}"
-            if len(fields) != 2 or "_" not in fields[0]:
-                bad.append(f"{location}: malformed line {line.strip()!r}")
-                continue
-            name, label = fields
-            split = name.split("_", 1)[0]
-            stem, suffix = os.path.splitext(name)
-            filename = f"{stem}_aligned{suffix}" if variant == "aligned" else name
-            try:
-                y = _raf_label(label, location)
-            except DataError as err:
-                bad.append(str(err))
-                continue
-            names, labels = entries.setdefault(split, ([], []))
-            names.append(filename)
-            labels.append(y)
+    for number, line in enumerate(_lines(label_file), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        location = f"{label_file}:{number}"
+        if len(fields) != 2 or "_" not in fields[0]:
+            bad.append(f"{location}: malformed line {line.strip()!r}")
+            continue
+        name, label = fields
+        location = f"{location} ({name})"
+        split = name.split("_", 1)[0]
+        stem, suffix = os.path.splitext(name)
+        filename = f"{stem}_aligned{suffix}" if variant == "aligned" else name
+        try:
+            y = _raf_label(label, location)
+        except DataError as err:
+            bad.append(str(err))
+            continue
+        seen.append((name, y, location))
+        names, labels = entries.setdefault(split, ([], []))
+        names.append(filename)
+        labels.append(y)
     _bad_lines_error(bad, "'<split>_<id>.jpg <label 1..7>'")
     if not entries:
         raise DataError(f"{label_file} lists no images")
+    _check_unique(seen, label_file)
 
     present = set(os.listdir(image_dir))
     listed = [n for names, _ in entries.values() for n in names]
@@ -212,25 +255,27 @@ def read_rafdb_kaggle(root: str | os.PathLike) -> dict[str, Manifest]:
         names: list[str] = []
         labels: list[int] = []
         bad: list[str] = []
-        with open(label_file, newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"image", "label"} <= set(reader.fieldnames or ()):
-                raise DataError(
-                    f"{label_file}:1: header must name columns 'image,label', "
-                    f"got {reader.fieldnames}"
-                )
-            for row in reader:
-                location = f"{label_file}:{reader.line_num}"
-                if not row["image"] or row["label"] is None:
-                    bad.append(f"{location}: malformed row {row}")
-                    continue
-                try:
-                    labels.append(_raf_label(row["label"], location))
-                except DataError as err:
-                    bad.append(str(err))
-                    continue
-                names.append(row["image"].strip())
+        reader = csv.DictReader(_lines(label_file))
+        if not {"image", "label"} <= set(reader.fieldnames or ()):
+            raise DataError(
+                f"{label_file}:1: header must name columns 'image,label', got {reader.fieldnames}"
+            )
+        seen: list[tuple[str, int, str]] = []
+        for row in reader:
+            location = f"{label_file}:{reader.line_num}"
+            if not row["image"] or row["label"] is None:
+                bad.append(f"{location}: malformed row {row}")
+                continue
+            location = f"{location} ({row['image'].strip()})"
+            try:
+                labels.append(_raf_label(row["label"], location))
+            except DataError as err:
+                bad.append(str(err))
+                continue
+            names.append(row["image"].strip())
+            seen.append((names[-1], labels[-1], location))
         _bad_lines_error(bad, "'<image>,<label 1..7>'")
+        _check_unique(seen, label_file)
         paths = [dataset / split / str(y + 1) / n for n, y in zip(names, labels, strict=True)]
         listing: dict[Path, set[str]] = {}
         for folder in {p.parent for p in paths}:
@@ -290,7 +335,7 @@ def read_class_folders(root: str | os.PathLike) -> dict[str, Manifest]:
         labels: list[int] = []
         for class_dir in class_dirs:
             label = _class_of_folder(class_dir)
-            images = sorted(str(p) for p in class_dir.iterdir() if p.is_file() and _is_image(p))
+            images = sorted(str(p) for p in class_dir.iterdir() if p.is_file() and is_image(p))
             paths += images
             labels += [label] * len(images)
         manifests[split_dir.name] = Manifest(np.array(paths, dtype=np.str_), np.array(labels))
@@ -304,7 +349,7 @@ def read_unlabeled_folder(root: str | os.PathLike) -> Manifest:
         os.path.join(d, n)
         for d, _, files in os.walk(root, followlinks=True)
         for n in files
-        if _is_image(Path(n))
+        if is_image(Path(n))
     )
     if not paths:
         raise DataError(
@@ -336,43 +381,31 @@ def read_source(kind: str, root: str | os.PathLike, **options: object) -> dict[s
     return reader(root, **options)
 
 
-def _decode_error(path: str) -> str | None:
-    """Why ``path`` cannot be fully decoded, or None if it can.
-
-    A full ``load()`` rather than ``verify()``/``cv2.imread``: OpenCV returns a
-    half-grey image for a truncated JPEG, and only a real decode notices.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception as err:  # any decoder failure means the file is unusable
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
 def check_images(
-    manifest: Manifest, on_corrupt: str = "fail", workers: int | None = None
+    manifest: Manifest, on_corrupt: str = "fail", min_side: int = 1, workers: int | None = None
 ) -> Manifest:
-    """Decode every image once before training; fail on (or skip) unreadable files.
+    """Decode every image once before training; fail on (or skip) unusable files.
 
-    Run at setup so a corrupt file stops the run in seconds rather than crashing a
-    DataLoader worker mid-epoch. Decoding releases the GIL, so threads parallelise it.
+    Unusable: unreadable, truncated, or smaller than ``min_side`` pixels on a side. Run
+    at setup so a bad file stops the run in seconds rather than crashing a DataLoader
+    worker mid-epoch. Decoding releases the GIL, so threads parallelise it.
     """
-    if on_corrupt not in ("fail", "skip"):
-        raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
+    check_on_corrupt(on_corrupt)
     if len(manifest) == 0:
         return manifest
     workers = workers or min(16, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        errors = list(pool.map(_decode_error, manifest.paths.tolist(), chunksize=64))
+        errors = list(
+            pool.map(lambda p: decode_error(p, min_side), manifest.paths.tolist(), chunksize=64)
+        )
     bad = np.array([e is not None for e in errors])
     if not bad.any():
         return manifest
     report = _shortlist([f"{p} ({e})" for p, e in zip(manifest.paths, errors, strict=True) if e])
     if on_corrupt == "fail":
         raise DataError(
-            f"{int(bad.sum())} of {len(manifest)} images cannot be decoded: {report}. "
+            f"{int(bad.sum())} of {len(manifest)} images cannot be used: {report}. "
             "Replace or delete them, or set data.on_corrupt=skip to leave them out"
         )
-    log.warning("skipping %d of %d unreadable images: %s", bad.sum(), len(manifest), report)
+    log.warning("skipping %d of %d unusable images: %s", bad.sum(), len(manifest), report)
     return manifest.subset(~bad)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.data.manifest import UNKNOWN, DataError, Manifest
+from fer_lightning.data.manifest import UNKNOWN, Manifest
 from fer_lightning.data.sources import describe
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.errors import DataError
 
 log = logging.getLogger("fer_lightning.data")
 
@@ -61,7 +62,7 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def _validate(
+def validate_protocol(
     labels_per_class: int | None, label_fraction: float | None, val_fraction: float
 ) -> None:
     if labels_per_class is not None and label_fraction is not None:
@@ -107,7 +108,7 @@ def make_splits(
     The input order does not matter (train is sorted by path first), and each
     output is sorted by path.
     """
-    _validate(labels_per_class, label_fraction, val_fraction)
+    validate_protocol(labels_per_class, label_fraction, val_fraction)
     if len(train) == 0:
         raise DataError("the training split is empty; nothing to split")
     unknown = int((train.labels == UNKNOWN).sum())
@@ -151,9 +152,36 @@ def make_splits(
     unlabeled = pick(pool_idx)
     if extra_unlabeled is not None:
         unlabeled = unlabeled.concat(extra_unlabeled)
-    return Splits(
+    splits = Splits(
         labeled=pick(labeled_idx),
         unlabeled=unlabeled,
         val=pick(val_idx),
         test=test.subset(np.argsort(test.paths, kind="stable")),
     )
+    check_disjoint(splits)
+    return splits
+
+
+def check_disjoint(splits: Splits) -> None:
+    """Every image in one split only (by real path): no validation or test image trains.
+
+    Catches an image listed twice, a test image also listed in train, and an
+    ``unlabeled_dir`` that holds the data set's own images.
+    """
+    owner: dict[str, str] = {}
+    clashes: list[str] = []
+    for name in SPLIT_NAMES:
+        for path in getattr(splits, name).paths.tolist():
+            real = os.path.realpath(path)
+            if real in owner:
+                clashes.append(f"{path} ({owner[real]} and {name})")
+            else:
+                owner[real] = name
+    if clashes:
+        more = f", ... ({len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        head = ", ".join(clashes[:5]) + more
+        raise DataError(
+            f"{len(clashes)} images are in two splits at once, so evaluation would see training "
+            f"images: {head}. Remove the repeats from the label files, and point "
+            "data.unlabeled_dir at a folder that holds none of the data set's own images"
+        )

@@ -16,8 +16,6 @@ import functools
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from filelock import FileLock
 from fer_lightning.data.manifest import Manifest
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS
+from fer_lightning.io import atomic_dir
 
 VERSION = 2  # bump whenever the drawing changes, so cached sets are regenerated
 META_FILE = "synthetic.json"
@@ -692,9 +691,7 @@ def generate_rafdb(
             f"{n_train=}, {n_test=}, {image_size=}, {label_noise=}"
         )
     _read_meta(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         (tmp / IMAGE_DIR).mkdir(parents=True)
         (tmp / LABEL_FILE).parent.mkdir(parents=True)
         splits = {}
@@ -741,22 +738,7 @@ def generate_rafdb(
             for split, (_, _, noisy) in splits.items()
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        _replace_dir(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
-
-
-def _replace_dir(new: Path, root: Path) -> None:
-    """Move ``new`` to ``root``; an old ``root`` is moved aside first, then deleted."""
-    old = None
-    if root.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
-        os.replace(root, old / root.name)
-    os.replace(new, root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,14 @@ pipeline's time at 224 px, per ``benchmarks/data_pipeline.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
 
 import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
+
+from fer_lightning.errors import ConfigError
 
 
 def train_transform(
@@ -64,3 +67,34 @@ def train_transform(
 def eval_transform(image_size: int) -> A.Compose:
     """Evaluation/prediction pipeline: resize to the model's input size."""
     return A.Compose([A.Resize(image_size, image_size, area_for_downscale="image"), ToTensorV2()])
+
+
+def check_augment(options: Mapping[str, object], key: str = "data.augment") -> None:
+    """Refuse augmentation options :func:`train_transform` cannot use, naming ``key``."""
+    known = [n for n in inspect.signature(train_transform).parameters if n != "image_size"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"{key}: unknown option(s) {unknown}; valid: {', '.join(known)}")
+
+    def number(name: str, low: float, high: float) -> None:
+        value = options.get(name)
+        if value is None:
+            return
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or not low <= value <= high:
+            raise ConfigError(f"{key}.{name}={value!r}: must be a number in [{low}, {high}]")
+
+    number("rotate", 0, 180)
+    number("translate", 0, 0.5)
+    number("color", 0, 1)
+    number("dropout", 0, 1)
+    scale = options.get("crop_scale")
+    if scale is not None and not (
+        isinstance(scale, Sequence)
+        and len(scale) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in scale)
+        and 0 < scale[0] <= scale[1] <= 1
+    ):
+        raise ConfigError(
+            f"{key}.crop_scale={scale!r}: must be [low, high] with 0 < low <= high <= 1"
+        )

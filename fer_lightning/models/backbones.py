@@ -9,7 +9,8 @@ import timm
 import torch
 from torch import nn
 
-from fer_lightning.models.imagenet import IMAGENET, imagenet_state_dict
+from fer_lightning.errors import ConfigError
+from fer_lightning.models.imagenet import IMAGENET, imagenet_state_dict, offline_weights
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,19 @@ def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     """A plain state dict from a timm/torch checkpoint, a Lightning checkpoint or a raw dict."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip or weights_only errors: all mean "not weights"
+        raise ConfigError(
+            f"model.weights={path}: not a PyTorch weights file ({type(err).__name__}: {err}); "
+            "pass a state dict or checkpoint saved with torch.save, or model.weights=imagenet"
+        ) from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"model.weights={path}: not a state dict or a checkpoint holding one")
+        raise ConfigError(f"model.weights={path}: not a state dict or a checkpoint holding one")
     state = {}
     for k, v in obj.items():
         for prefix in ("module.", "net."):
@@ -41,6 +48,19 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
                 k = k[len(prefix) :]
         state[k] = v
     return state
+
+
+def check_weights(backbone: str, weights: str | None) -> None:
+    """Fail now, naming ``model.weights``, if the weights cannot be had or are not weights."""
+    if not weights:
+        return
+    if str(weights) == IMAGENET:
+        offline_weights(backbone).path()
+        return
+    path = Path(weights)
+    if not path.is_file():
+        raise ConfigError(f"model.weights={path}: file not found")
+    _state_dict_from_file(path)
 
 
 def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
@@ -55,7 +75,7 @@ def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
     else:
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"model.weights={path}: file not found")
+            raise ConfigError(f"model.weights={path}: file not found")
         state, origin = _state_dict_from_file(path), str(path)
     head = model.pretrained_cfg.get("classifier", "classifier")
     own = model.state_dict()
@@ -86,7 +106,7 @@ def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
         )
     backbone_keys = [k for k in own if not k.startswith(f"{head}.")]
     if len(missing) > len(backbone_keys) // 2:
-        raise ValueError(
+        raise ConfigError(
             f"model.weights={weights}: only {len(backbone_keys) - len(missing)} of "
             f"{len(backbone_keys)} backbone tensors match "
             f"{model.pretrained_cfg.get('architecture')}; is it another model's file?"
@@ -126,7 +146,7 @@ def create_backbone(
     ``pretrained`` (timm's hub weights, which need internet or the Hugging Face cache).
     """
     if not timm.is_model(name.split(".")[0]):
-        raise ValueError(f"model.backbone={name!r} is not a timm model (see timm.list_models())")
+        raise ConfigError(f"model.backbone={name!r} is not a timm model (see timm.list_models())")
     use_hub = pretrained and not weights
     try:
         model = timm.create_model(
@@ -135,7 +155,7 @@ def create_backbone(
     except Exception as err:  # network, missing cache, missing file: all surface the same way
         if not use_hub:
             raise
-        raise RuntimeError(
+        raise ConfigError(
             f"could not get ImageNet weights for {name!r} from the hub ({err}). Offline? "
             "Set model.weights=PATH to a local weights file, or model.pretrained=false."
         ) from err

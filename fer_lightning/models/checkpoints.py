@@ -12,11 +12,8 @@ from typing import Any
 import torch
 
 from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.errors import CheckpointError
 from fer_lightning.models.classifier import FERClassifier
-
-
-class CheckpointError(ValueError):
-    """The file is not a usable FERClassifier checkpoint."""
 
 
 def _not_ours(path: Path, why: str) -> CheckpointError:
@@ -73,3 +70,9 @@ def check_compatible(path: str | Path, model: FERClassifier) -> None:
             f"ckpt_path={path} has {weight.shape[0]} output classes; "
             f"fer_lightning models have {NUM_CLASSES}"
         )
+
+
+def load_weights(model: FERClassifier, path: str | Path) -> None:
+    """Put a checkpoint's weights into ``model`` (on its device): a round's best, a teacher."""
+    state = read_checkpoint(path)["state_dict"]
+    model.load_state_dict({k: v.to(model.device) for k, v in state.items()})

@@ -205,7 +205,7 @@ class FERClassifier(pl.LightningModule):
             fig = confusion_matrix_figure(cm.cpu().numpy(), EMOTIONS, "test")
             self.logger.experiment.add_figure("test/confusion_matrix", fig, self.global_step)
 
-    # -- prediction (pseudo-labeling, fer-eval) --------------------------------------
+    # -- prediction (pseudo-labeling, fer-predict, ONNX) ------------------------------
     @torch.no_grad()
     def predict_probs(self, x: torch.Tensor, flip: bool = False) -> torch.Tensor:
         """Softmax probabilities; with ``flip``, averaged with the mirrored faces (TTA)."""
@@ -213,10 +213,6 @@ class FERClassifier(pl.LightningModule):
         if flip:
             probs = (probs + self(x.flip(-1)).float().softmax(dim=-1)) / 2
         return probs
-
-    def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, index = batch
-        return self.predict_probs(x), index
 
     def _total_steps(self) -> int:
         """Optimizer steps of the whole fit, for the per-step schedule.

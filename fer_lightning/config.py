@@ -1,0 +1,167 @@
+"""The config schema of ``fer-train``: every group checked before anything is written.
+
+A wrong value fails in a second with a message that names the key, not after the
+teacher has trained (or as a library's traceback). The checks that belong to a
+component stay with it (:class:`SelectionConfig`, the split protocol, the augmentation
+options) and are called from here, so there is one entry point and one rule each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from fer_lightning.data.images import check_on_corrupt
+from fer_lightning.data.splits import validate_protocol
+from fer_lightning.data.transforms import check_augment
+from fer_lightning.errors import ConfigError
+from fer_lightning.pseudo.selection import SelectionConfig
+
+STUDENT_INITS = ("pretrained", "teacher")
+MIN_IMAGE_SIZE = 16  # the backbones downsample 32x: below this there is nothing left
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _int(key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    return value
+
+
+def _fraction(key: str, value: Any, high_open: bool = True) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (0 <= value < 1 if high_open else 0 <= value <= 1):
+        raise ConfigError(f"{key}={value!r}: must be a number in [0, {'1)' if high_open else '1]'}")
+    return float(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: must be true or false")
+    return value
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """The ``pseudo_label`` group: how rounds run, and the selection (all validated)."""
+
+    rounds: int = 0
+    student_init: str = "pretrained"
+    accumulate: bool = False
+    include_test: bool = False
+    tta_flip: bool = True
+    student_drop_rate: float | None = None
+    student_augment: Mapping[str, Any] = field(default_factory=dict)
+    selection: SelectionConfig | None = None  # None when rounds == 0
+
+    @classmethod
+    def from_cfg(cls, node: Mapping | DictConfig | None) -> PseudoLabelConfig:
+        """Check every key of the group; unknown keys and wrong values raise ConfigError."""
+        options = dict(_plain(node) or {})
+        own = {f.name for f in dataclasses.fields(cls)} - {"selection"}
+        selection_keys = {f.name for f in dataclasses.fields(SelectionConfig)}
+        unknown = sorted(set(options) - own - selection_keys)
+        if unknown:
+            valid = ", ".join(sorted(own | selection_keys))
+            raise ConfigError(f"pseudo_label: unknown key(s) {unknown}; valid: {valid}")
+        rounds = _int("pseudo_label.rounds", options.get("rounds", 0), 0)
+        defaults = cls()
+        values = {k: options.get(k, getattr(defaults, k)) for k in own}
+        if values["student_init"] not in STUDENT_INITS:
+            raise ConfigError(
+                f"pseudo_label.student_init={values['student_init']!r}: must be one of "
+                + ", ".join(STUDENT_INITS)
+            )
+        for name in ("accumulate", "include_test", "tta_flip"):
+            _bool(f"pseudo_label.{name}", values[name])
+        if values["student_drop_rate"] is not None:
+            _fraction("pseudo_label.student_drop_rate", values["student_drop_rate"])
+        values["student_augment"] = dict(values["student_augment"] or {})
+        check_augment(values["student_augment"], "pseudo_label.student_augment")
+        selection = None
+        picked = {k: v for k, v in options.items() if k in selection_keys}
+        if rounds > 0 or picked.get("strategy"):
+            try:
+                selection = SelectionConfig.from_options(**picked)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"pseudo_label: {err}") from None
+        values["rounds"] = rounds
+        return cls(**values, selection=selection)
+
+
+def _check_data(data: Mapping[str, Any]) -> None:
+    _int("data.image_size", data.get("image_size"), MIN_IMAGE_SIZE)
+    _int("data.batch_size", data.get("batch_size", 1), 1)
+    workers = data.get("num_workers", "auto")
+    if workers != "auto":
+        _int("data.num_workers", workers, 0)
+    _int("data.min_image_side", data.get("min_image_side", 1), 1)
+    try:
+        check_on_corrupt(data.get("on_corrupt", "fail"))
+        validate_protocol(
+            data.get("labels_per_class"), data.get("label_fraction"), data.get("val_fraction", 0.1)
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_augment(dict(data.get("augment") or {}), "data.augment")
+
+
+def _check_model(model: Mapping[str, Any]) -> None:
+    import timm
+
+    from fer_lightning.models.backbones import check_weights
+
+    backbone = str(model.get("backbone"))
+    if not timm.is_model(backbone.split(".")[0]):
+        raise ConfigError(
+            f"model.backbone={backbone!r} is not a timm model (see timm.list_models())"
+        )
+    check_weights(backbone, model.get("weights"))
+    _fraction("model.drop_rate", model.get("drop_rate", 0.0))
+    _fraction("model.label_smoothing", model.get("label_smoothing", 0.0))
+    _int("model.freeze_backbone_epochs", model.get("freeze_backbone_epochs", 0), 0)
+    weights = model.get("class_weights")
+    if weights is not None and (
+        not isinstance(weights, list)
+        or len(weights) != 7
+        or not all(isinstance(w, int | float) and w >= 0 for w in weights)
+    ):
+        raise ConfigError(
+            f"model.class_weights={weights!r}: must be 7 non-negative numbers in RAF-DB order"
+        )
+    lr = (model.get("optimizer") or {}).get("lr")
+    if lr is not None and (not isinstance(lr, int | float) or lr <= 0):
+        raise ConfigError(f"model.optimizer.lr={lr!r}: must be a number > 0")
+
+
+def _check_trainer(trainer: Mapping[str, Any]) -> None:
+    import torch
+
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    if not (isinstance(steps, int) and steps > 0):
+        _int("trainer.max_epochs", epochs, 1)
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: this machine has no CUDA device; "
+            "use trainer=cpu (or trainer.accelerator=auto)"
+        )
+
+
+def validate_train(cfg: DictConfig) -> PseudoLabelConfig:
+    """Check the groups fer-train uses; returns the typed ``pseudo_label`` group."""
+    _check_data(_plain(cfg.data))
+    _check_model(_plain(cfg.model))
+    _check_trainer(_plain(cfg.trainer))
+    ckpt = cfg.get("ckpt_path")
+    if ckpt and not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: file not found")
+    return PseudoLabelConfig.from_cfg(cfg.get("pseudo_label"))

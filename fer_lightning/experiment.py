@@ -1,0 +1,145 @@
+"""What an experiment is: its settings, apart from where its files go and how fast it runs.
+
+Three consumers, one list of keys each may ignore:
+- a run directory's record (:mod:`fer_lightning.run_dir`) compares the experiment settings,
+  so a directory never holds two experiments, while ``resume=`` may move a run to
+  another machine (:data:`RUNTIME_KEYS`);
+- sweep job directories are named by the overrides that are not runtime keys
+  (:func:`job_dirname`), so jobs of different experiments never share one;
+- the teacher cache keys a teacher by every setting that can change its numbers
+  (all but :data:`BOOKKEEPING_KEYS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+# no effect on any number a run computes: where files go, logging, loader processes
+BOOKKEEPING_KEYS = (
+    "paths",
+    "hydra",
+    "teacher_cache",
+    "hparams_search",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.splits_dir",
+    "data.source.workers",  # processes generating the synthetic set: same bytes for any number
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.plugins",
+)
+# the machine a run uses: the same experiment on a GPU or CPU (numbers may differ a little)
+MACHINE_KEYS = (
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.precision",
+    "trainer.benchmark",
+    "model.channels_last",
+    "model.compile",
+)
+RUNTIME_KEYS = BOOKKEEPING_KEYS + MACHINE_KEYS
+# group choices that only pick machine settings (trainer=gpu sets the keys above)
+MACHINE_GROUPS = ("trainer",)
+
+
+def under(key: str, prefixes: Iterable[str]) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def is_runtime(key: str) -> bool:
+    """Whether ``key`` (``a.b.c``, or a group name) says where or how fast, not what."""
+    return key in MACHINE_GROUPS or under(key, RUNTIME_KEYS)
+
+
+def flatten(node: Mapping | DictConfig, prefix: str = "") -> dict[str, Any]:
+    """Leaves as ``a.b.c`` keys, resolved; lists stay lists (of plain values)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = list(value) if isinstance(value, ListConfig) else value
+    return flat
+
+
+def settings(cfg: DictConfig, ignore: Sequence[str] = RUNTIME_KEYS) -> dict[str, Any]:
+    """The flattened, resolved config less the keys under ``ignore``; roots made absolute."""
+    flat = {k: v for k, v in flatten(cfg).items() if not under(k, ignore)}
+    for key in ("data.root", "data.unlabeled_dir", "ckpt_path"):
+        if isinstance(flat.get(key), str):
+            flat[key] = os.path.abspath(os.path.expanduser(flat[key]))
+    return flat
+
+
+def digest(values: Any, length: int = 16) -> str:
+    """A short, stable hash of JSON-able ``values``."""
+    blob = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs (missing keys as ``<unset>``)."""
+    unset = "<unset>"
+    keys = sorted(set(old) | set(new))
+    return [
+        f"{k}: {old.get(k, unset)!r} -> {new.get(k, unset)!r}"
+        for k in keys
+        if old.get(k, unset) != new.get(k, unset)
+    ]
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _short(value: str) -> str:
+    """A path-like value as ``basename-hash``: readable, no nested directories, and distinct."""
+    if "/" not in value:
+        return value
+    base = os.path.basename(value.rstrip("/")) or "root"
+    return f"{base}-{digest(value, 6)}"
+
+
+def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> str:
+    """A sweep job's directory name: its overrides as ``key=value`` joined by commas.
+
+    Runtime keys (where files go, the machine) are left out, path values are shortened
+    to ``basename-hash``, and keys in ``exclude_keys`` (Hydra's
+    ``override_dirname.exclude_keys``) are left out of the readable part but still
+    hashed into a last ``excluded=<hash>`` item: jobs that differ only in an excluded
+    key get different directories, and the record of each directory
+    (:mod:`fer_lightning.run_dir`) refuses another experiment in any case.
+    """
+    named, hidden = [], []
+    for override in overrides:
+        key, value = _split(str(override))
+        if is_runtime(key):
+            continue
+        (hidden if key in exclude_keys else named).append(f"{key}={_short(value)}")
+    if hidden:
+        named.append(f"excluded={digest(sorted(hidden), 6)}")
+    return ",".join(sorted(named)) or "defaults"
+
+
+def register_resolvers() -> None:
+    """``${fer.job_dirname:${hydra.overrides.task},${...exclude_keys}}`` for hydra.sweep.subdir."""
+    OmegaConf.register_new_resolver(
+        "fer.job_dirname",
+        lambda overrides, exclude=(): job_dirname(list(overrides), list(exclude or ())),
+        replace=True,
+    )

@@ -1,0 +1,263 @@
+"""The run directory: where everything a run needs to resume lives, and who owns it.
+
+One place for the layout (splits, round folders, checkpoints, DONE markers, metrics,
+pseudo-label manifests, rounds.csv, TensorBoard folders) and for reading a finished
+round, so training, resume, the teacher cache and reports agree. Torch-free:
+``fer-report`` and the notebooks read runs without importing torch.
+
+A directory belongs to one experiment: the first run records its settings
+(``experiment.json``) and every later run there must have the same ones, and while a
+run is alive it holds an OS lock on ``.lock`` (released by the kernel even after
+``kill -9``), so a second process on the same directory fails at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import fcntl
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
+from fer_lightning.errors import RunDirError
+from fer_lightning.experiment import differences
+from fer_lightning.io import atomic_path, atomic_write_text, number, write_json
+
+RECORD_FILE = "experiment.json"
+LOCK_FILE = ".lock"
+HYDRA_DIR = ".hydra"
+TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_ROUNDS = "rounds"  # tensorboard/rounds: rounds/<metric> with step = round
+# what the teacher cache keeps of a run: enough to restore round 0 elsewhere
+TEACHER_PARTS = ("splits", "round_0")
+SHOWN_DIFFERENCES = 8
+# per-class audit lists copied into rounds.csv: (column prefix, audit key)
+AUDIT_COLUMNS = (("count", "count"), ("conf", "mean_confidence"), ("precision", "precision"))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The layout of one run directory (``root``); nothing here touches the disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # -- layout ----------------------------------------------------------------------
+    @property
+    def hydra(self) -> Path:
+        return self.root / HYDRA_DIR  # config.yaml (what resume= reloads), overrides.yaml
+
+    @property
+    def record(self) -> Path:
+        return self.root / RECORD_FILE
+
+    @property
+    def splits(self) -> Path:
+        return self.root / "splits"  # {labeled,unlabeled,val,test}.csv
+
+    def round(self, k: int) -> Path:
+        return self.root / f"round_{k}"
+
+    def checkpoints(self, k: int) -> Path:
+        return self.round(k) / "checkpoints"
+
+    def best_checkpoint(self, k: int) -> Path:
+        return self.checkpoints(k) / "best.ckpt"
+
+    def last_checkpoint(self, k: int) -> Path:
+        return self.checkpoints(k) / "last.ckpt"
+
+    def metrics(self, k: int) -> Path:
+        return self.round(k) / "metrics.json"
+
+    def confusion_matrix(self, k: int) -> Path:
+        return self.round(k) / "confusion_matrix.json"  # rows: true emotion
+
+    def teacher_probs(self, k: int) -> Path:
+        """Round ``k``'s best model's probabilities on the pool and the validation split."""
+        return self.round(k) / "teacher_probs.pt"
+
+    def teacher_record(self) -> Path:
+        """Which teacher settings round 0 was trained with (the teacher cache key)."""
+        return self.round(0) / "teacher.json"
+
+    def done_marker(self, k: int) -> Path:
+        return self.round(k) / "DONE"  # written last: round k is finished
+
+    def pseudo_manifest(self, k: int) -> Path:
+        """The pseudo set the student of round ``k`` trains on (written after round k-1)."""
+        return self.root / "pseudo_labels" / f"round_{k}.csv"
+
+    def pseudo_audit(self, k: int) -> Path:
+        return self.pseudo_manifest(k).with_suffix(".json")
+
+    @property
+    def rounds_csv(self) -> Path:
+        return self.root / "rounds.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD_DIR  # round_<k>/ per fit, rounds/ across rounds
+
+    @staticmethod
+    def tensorboard_version(k: int) -> str:
+        return f"round_{k}"
+
+    # -- state -----------------------------------------------------------------------
+    def is_done(self, k: int) -> bool:
+        return self.done_marker(k).is_file()
+
+    def mark_done(self, k: int) -> None:
+        self.done_marker(k).touch()
+
+    def finish_round(self, k: int, metrics: Mapping[str, Any], confusion: list) -> None:
+        """Write round ``k``'s metrics and confusion matrix, then DONE (last)."""
+        write_json(self.metrics(k), dict(metrics))
+        write_json(self.confusion_matrix(k), confusion)
+        self.mark_done(k)
+
+    def write_teacher_record(self, key: str, settings: Mapping[str, Any]) -> None:
+        """Record round 0's teacher key when its fit starts (kept if a resume changes it)."""
+        if not self.teacher_record().is_file():
+            write_json(self.teacher_record(), {"key": key, "settings": _json_round_trip(settings)})
+
+    def teacher_key(self) -> str | None:
+        path = self.teacher_record()
+        return json.loads(path.read_text())["key"] if path.is_file() else None
+
+    def read_metrics(self, k: int) -> dict[str, Any]:
+        return json.loads(self.metrics(k).read_text())
+
+    def read_audit(self, k: int) -> dict[str, Any]:
+        """Round ``k``'s pseudo-label audit (empty for the teacher or when absent)."""
+        path = self.pseudo_audit(k)
+        return json.loads(path.read_text()) if k > 0 and path.is_file() else {}
+
+    def round_row(self, k: int) -> dict[str, Any]:
+        """Round ``k``'s row of ``rounds.csv``: test metrics and its pseudo set's audit."""
+        metrics = self.read_metrics(k)
+        row: dict[str, Any] = {
+            "round": k,
+            "val_macro_f1": float(metrics["val/best_macro_f1"]),
+            "test_macro_f1": float(metrics["test/macro_f1"]),
+            "test_acc": float(metrics["test/acc"]),
+        }
+        row.update({f"test_f1_{e}": float(metrics[f"test/f1_{e}"]) for e in EMOTIONS})
+        audit = self.read_audit(k)
+        row["pseudo_added"] = int(audit.get("added", 0))
+        row["pseudo_precision"] = number(audit.get("precision_overall"))
+        for name, key in AUDIT_COLUMNS:
+            values = audit.get(key) or [None] * NUM_CLASSES
+            row.update(
+                {f"pseudo_{name}_{e}": number(v) for e, v in zip(EMOTIONS, values, strict=True)}
+            )
+        return row
+
+    def finished_rounds(self) -> tuple[list[int], bool]:
+        """The finished rounds in order, and whether a started round is unfinished."""
+        k = 0
+        while self.round(k).is_dir():
+            if not self.is_done(k):
+                return list(range(k)), True
+            k += 1
+        return list(range(k)), False
+
+    def write_rounds_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with atomic_path(self.rounds_csv) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def read_rounds_csv(self) -> list[dict[str, str]]:
+        if not self.rounds_csv.is_file():
+            return []
+        with open(self.rounds_csv, newline="") as f:
+            return list(csv.DictReader(f))
+
+    # -- ownership -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def claim(
+        self,
+        settings: Mapping[str, Any],
+        hydra_files: Mapping[str, str] | None = None,
+    ) -> Iterator[None]:
+        """Own the directory for one run: the lock, then the experiment record.
+
+        ``settings`` define the experiment (see :func:`fer_lightning.experiment.settings`);
+        a directory recorded with other settings is refused before anything is written,
+        naming the keys that differ. ``hydra_files`` (``.hydra/<name>`` -> text) are
+        written once the directory is ours, so they always describe its experiment.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.lock():
+            self.check_record(settings)
+            if not self.record.is_file():
+                write_json(self.record, {"settings": _json_round_trip(settings)})
+            for name, text in (hydra_files or {}).items():
+                atomic_write_text(self.hydra / name, text)
+            yield
+
+    def check_record(self, settings: Mapping[str, Any]) -> None:
+        """Refuse a directory whose recorded experiment differs from ``settings``."""
+        if not self.record.is_file():
+            if self.round(0).is_dir():
+                raise RunDirError(
+                    f"{self.root} holds results but no {RECORD_FILE} (made by an older "
+                    "fer_lightning), so what it computed cannot be checked; use a new run "
+                    "directory (hydra.run.dir=...)"
+                )
+            return
+        recorded = json.loads(self.record.read_text())["settings"]
+        changed = differences(recorded, dict(_json_round_trip(settings)))
+        if changed:
+            shown = "\n  ".join(changed[:SHOWN_DIFFERENCES])
+            more = len(changed) - SHOWN_DIFFERENCES
+            shown += f"\n  ... ({more} more)" if more > 0 else ""
+            raise RunDirError(
+                f"run directory {self.root} belongs to another experiment; its record "
+                f"({RECORD_FILE}) differs in:\n  {shown}\n"
+                f"To continue that experiment: fer-train resume={self.root}. To run this one: "
+                "give it a new directory (hydra.run.dir=... or hydra.sweep.dir=...)."
+            )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """An exclusive OS lock on ``.lock`` for the run's lifetime; fails at once if held."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise RunDirError(
+                    f"run directory {self.root} is in use by process {holder} (another "
+                    "fer-train on the same directory); wait for it to finish, or give this "
+                    "run its own directory"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _json_round_trip(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as they read back from the record (tuples become lists, NaN null)."""
+    plain = {k: (None if _nan(v) else v) for k, v in values.items()}
+    return json.loads(json.dumps(plain, default=str))
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
