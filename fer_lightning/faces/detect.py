@@ -66,7 +66,7 @@ class MTCNNDetector:
 
     min_face_size: int = 20
     min_score: float = 0.9
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7)
     factor: float = 0.709
     batch_size: int = 16
     device: str = "auto"
