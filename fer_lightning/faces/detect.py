@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # The five-point convention of MTCNN and of RAF-DB's alignment; left/right as seen in the image.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
+# MTCNN holds a batch as float32 (and its first pyramid level): fewer large photos per call
+BATCH_PIXELS = 16 * 640 * 480
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class MTCNNDetector:
     """facenet-pytorch's MTCNN: boxes, probabilities and five landmarks, batched.
 
     Images of equal size are detected together, ``batch_size`` at a time (MTCNN stacks a
-    batch into one tensor). ``min_face_size`` sets the smallest face searched for and
+    batch into one tensor), fewer when they are larger than 640 x 480 so a batch of
+    phone photos stays within memory. ``min_face_size sets the smallest face searched for and
     reported (box side, pixels); faces scoring below ``min_score`` are dropped.
     ``thresholds`` and ``factor`` are MTCNN's own (per-stage score thresholds, pyramid
     scale step); the defaults are the original paper's.
@@ -111,9 +114,10 @@ class MTCNNDetector:
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
             by_shape[image.shape].append(i)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
+        for (height, width, _), indices in by_shape.items():
+            step = max(1, min(self.batch_size, BATCH_PIXELS // (height * width)))
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
                 batch = torch.from_numpy(np.stack([images[i] for i in chunk]))
                 boxes, scores, points = self._net.detect(batch, landmarks=True)
                 for i, b, s, p in zip(chunk, boxes, scores, points, strict=True):
