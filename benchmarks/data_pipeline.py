@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fer_lightning.data.dataset import read_rgb
+from fer_lightning.data.images import read_rgb
 from fer_lightning.data.transforms import train_transform
 
 from harness import bare_train, build, compose_run, labeled_tensors, parser, table, workdir

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, open_dict
 
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.data.dataset import one_hot, read_rgb
+from fer_lightning.data.dataset import one_hot
+from fer_lightning.data.images import read_rgb
 from fer_lightning.models.classifier import FERClassifier, warmup_cosine
 from fer_lightning.models.losses import soft_cross_entropy
 

@@ -63,3 +63,10 @@ def auto_workers(on_gpu: bool, processes: int = 1) -> int:
 def register_resolvers() -> None:
     """``${fer.mixed_precision:${.accelerator}}`` for the trainer configs."""
     OmegaConf.register_new_resolver("fer.mixed_precision", mixed_precision, replace=True)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -1,19 +1,18 @@
-"""Prediction on image files: checkpoint loading, input discovery, face cropping, CSV rows.
+"""Prediction on image files: checkpoint loading, input discovery, faces, CSV rows.
 
 Plain functions, so ``fer-predict`` stays a thin Hydra wrapper and everything here is
 testable without Hydra. Image size and normalisation always come from the checkpoint,
-so a model is fed exactly as it was trained.
+so a model is fed exactly as it was trained; faces in photos are found and aligned by
+:mod:`fer_lightning.faces` first.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import glob
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,20 @@ from fer_lightning.data.images import IMAGE_EXTENSIONS, read_rgb
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
 from fer_lightning.errors import DataError
+from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
+from fer_lightning.faces.detect import LANDMARK_NAMES, Face, FaceDetector
+from fer_lightning.faces.draw import draw_faces
 from fer_lightning.io import atomic_path
 from fer_lightning.models.classifier import FERClassifier
 
 log = logging.getLogger(__name__)
 
 BOX_COLUMNS = ("face", "x", "y", "w", "h")
+LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
+# a detected face's columns: its box, the detector's score, its five landmarks
+FACE_COLUMNS = (*BOX_COLUMNS, "score", *LANDMARK_COLUMNS)
 # per-row outcome: predicted, image without a detected face, file that cannot be decoded
 STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
-HAAR_FRONTAL_FACE = "haarcascade_frontalface_default.xml"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -72,104 +69,77 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     return found
 
 
-@functools.cache
-def _haar_cascade() -> cv2.CascadeClassifier:
-    """The frontal-face cascade, loaded once per process (DataLoader workers included)."""
-    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-        raise RuntimeError(
-            f"OpenCV {cv2.__version__} has no Haar cascades (OpenCV 5 dropped them from the "
-            "main wheel); install opencv-python-headless<5 for detect_faces=true"
-        )
-    path = Path(cv2.data.haarcascades) / HAAR_FRONTAL_FACE
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise RuntimeError(f"cannot load the Haar cascade {path}")
-    return cascade
+class _ImageFiles(Dataset):
+    """One item per file: ``(path, image)``, image None when the file cannot be decoded.
 
-
-@dataclass(frozen=True)
-class FaceDetector:
-    """OpenCV's frontal-face Haar cascade, shipped inside the opencv-python wheel (no download).
-
-    The defaults are OpenCV's usual ones; they also fire on the synthetic faces (tested).
+    Decoding happens here so ``num_workers`` parallelises it. Without a detector the
+    image is transformed here too; with one, detection needs whole images in batches.
     """
 
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 30
-
-    def detect(self, rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Face boxes ``(x, y, w, h)``, sorted left to right."""
-        gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-        boxes = _haar_cascade().detectMultiScale(
-            gray,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(self.min_size, self.min_size),
-        )
-        return sorted(tuple(int(v) for v in box) for box in boxes)
-
-
-def crop_face(rgb: np.ndarray, box: Sequence[int], margin: float) -> np.ndarray:
-    """A square crop centred on ``box``, ``margin`` of its side added on every side.
-
-    Parts outside the image are filled by replicating the border, so a face at the
-    edge still yields a centred square, as the training faces were.
-    """
-    x, y, w, h = box
-    side = round(max(w, h) * (1 + 2 * margin))
-    left = round(x + w / 2 - side / 2)
-    top = round(y + h / 2 - side / 2)
-    height, width = rgb.shape[:2]
-    pad = max(0, -left, -top, left + side - width, top + side - height)
-    if pad:
-        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    return rgb[top + pad : top + pad + side, left + pad : left + pad + side]
-
-
-class _ImageItems(Dataset):
-    """One item per file: the file's rows (without predictions) and their input tensors.
-
-    Decoding and detection happen here so ``num_workers`` parallelises them.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        transform: Any,
-        detector: FaceDetector | None,
-        face_margin: float,
-    ) -> None:
+    def __init__(self, paths: Sequence[Path], transform: Any | None) -> None:
         self.paths = [str(p) for p in paths]
         self.transform = transform
-        self.detector = detector
-        self.face_margin = face_margin
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> list[tuple[dict[str, Any], torch.Tensor | None]]:
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | torch.Tensor | None]:
         path = self.paths[i]
         try:
             rgb = read_rgb(path)
         except DataError:
-            return [({"path": path, "status": STATUS_UNREADABLE}, None)]
-        if self.detector is None:
-            return [({"path": path, "status": STATUS_OK}, self.transform(image=rgb)["image"])]
-        boxes = self.detector.detect(rgb)
-        if not boxes:
-            return [({"path": path, "face": 0, "status": STATUS_NO_FACE}, None)]
-        items = []
-        for k, (x, y, w, h) in enumerate(boxes, start=1):
-            row = {"path": path, "face": k, "x": x, "y": y, "w": w, "h": h, "status": STATUS_OK}
-            crop = crop_face(rgb, (x, y, w, h), self.face_margin)
-            items.append((row, self.transform(image=crop)["image"]))
-        return items
+            return path, None
+        return path, rgb if self.transform is None else self.transform(image=rgb)["image"]
 
 
-def _keep(item: Any) -> Any:
-    """DataLoader collate that passes an item through (rows hold strings and None)."""
-    return item
+def _face_row(path: str, k: int, face: Face) -> dict[str, Any]:
+    """The CSV columns of one face: number, box (whole pixels), score, landmarks."""
+    row: dict[str, Any] = {"path": path, "face": k}
+    row |= dict(zip("xywh", (round(v) for v in face.box), strict=True))
+    if face.score is not None:
+        row["score"] = face.score
+    if face.landmarks is not None:
+        row |= dict(zip(LANDMARK_COLUMNS, map(float, face.landmarks.ravel()), strict=True))
+    return row
+
+
+def _file_items(
+    chunks: Iterator[list[tuple[str, Any]]],
+    detector: FaceDetector | None,
+    transform: Any,
+    template: FaceTemplate | None,
+    face_margin: float,
+) -> Iterator[list[tuple[dict[str, Any], torch.Tensor | None]]]:
+    """Per file: its rows (without predictions) and their input tensors.
+
+    Each chunk of decoded images goes through the detector in one call (MTCNN batches
+    it); every face is aligned onto ``template`` when it has landmarks, else cropped.
+    """
+    for chunk in chunks:
+        readable = [image for _, image in chunk if image is not None]
+        found = iter(detector.detect(readable) if detector is not None and readable else ())
+        for path, image in chunk:
+            if image is None:
+                yield [({"path": path, "status": STATUS_UNREADABLE}, None)]
+            elif detector is None:
+                yield [({"path": path, "status": STATUS_OK}, image)]
+            elif not (faces := next(found)):
+                yield [({"path": path, "face": 0, "status": STATUS_NO_FACE}, None)]
+            else:
+                items = []
+                for k, face in enumerate(faces, start=1):
+                    if template is not None and face.landmarks is not None:
+                        crop = align_face(image, face.landmarks, template)
+                    else:
+                        crop = crop_face(image, face.box, face_margin)
+                    row = _face_row(path, k, face) | {"status": STATUS_OK}
+                    items.append((row, transform(image=crop)["image"]))
+                yield items
+
+
+def _keep(items: list[Any]) -> list[Any]:
+    """DataLoader collate that passes a list of items through (they hold strings and None)."""
+    return items
 
 
 def _batches(
@@ -198,10 +168,13 @@ def predict_files(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     detector: FaceDetector | None = None,
+    template: FaceTemplate | None = None,
     face_margin: float = 0.2,
 ) -> list[dict[str, Any]]:
     """One row per image (or per detected face) with the emotion, confidence and probabilities.
 
+    With a ``detector``, each face is aligned onto ``template`` (None: the square crop
+    with ``face_margin``), then resized to the model's input size like a training image.
     Unreadable files get a row with status ``unreadable`` and a warning; they never
     stop the batch.
     """
@@ -213,14 +186,20 @@ def predict_files(
     if not image_size:
         raise ValueError("the checkpoint records no training image size (hparams.image_size)")
     transform = eval_transform(image_size)
+    if template is not None and detector is not None and not detector.gives_landmarks:
+        log.warning(
+            "%s gives no landmarks: its faces are square crops (face_margin), not aligned",
+            type(detector).__name__,
+        )
     loader = DataLoader(
-        _ImageItems(paths, transform, detector, face_margin),
-        batch_size=None,
+        _ImageFiles(paths, transform if detector is None else None),
+        batch_size=detector.batch_size if detector is not None else batch_size,
         num_workers=num_workers,
         collate_fn=_keep,
     )
+    items = _file_items(iter(loader), detector, transform, template, face_margin)
     out: list[dict[str, Any]] = []
-    for rows, tensors in _batches(iter(loader), batch_size):
+    for rows, tensors in _batches(items, batch_size):
         probs = iter(())
         if tensors:
             probs = iter(model.predict_probs(torch.stack(tensors).to(device)).cpu().numpy())
@@ -238,17 +217,60 @@ def predict_files(
     return out
 
 
+def _cell(column: str, value: Any) -> Any:
+    """CSV text of a value: landmarks to 0.1 px, other floats to 6 decimals."""
+    if not isinstance(value, float):
+        return value
+    return f"{value:.1f}" if column in LANDMARK_COLUMNS else f"{value:.6f}"
+
+
 def write_predictions(rows: Sequence[dict[str, Any]], output: str | Path, faces: bool) -> Path:
-    """Write the rows as CSV atomically; box columns only when faces were detected."""
-    columns = ["path", *(BOX_COLUMNS if faces else ()), "status", "emotion", "confidence"]
+    """Write the rows as CSV atomically; face columns only when faces were detected."""
+    columns = ["path", *(FACE_COLUMNS if faces else ()), "status", "emotion", "confidence"]
     columns += PROB_COLUMNS
     output = Path(output)
     with atomic_path(output) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+            writer.writerow({k: _cell(k, v) for k, v in row.items()})
     return output
+
+
+def draw_predictions(rows: Sequence[dict[str, Any]], folder: str | Path) -> list[Path]:
+    """Each photo with a face as a PNG in ``folder``: boxes, landmarks, emotions drawn.
+
+    Files are named after their inputs (``photo.jpg`` -> ``photo.png``; a repeated name
+    gets a numbered suffix). Returns the files written.
+    """
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == STATUS_OK and row.get("face"):
+            by_path.setdefault(row["path"], []).append(row)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    names: Counter[str] = Counter()
+    for path, faces in by_path.items():
+        stem = Path(path).stem
+        names[stem] += 1
+        out = folder / (f"{stem}.png" if names[stem] == 1 else f"{stem}_{names[stem]}.png")
+        boxes = [tuple(row[k] for k in "xywh") for row in faces]
+        landmarks = [
+            np.array([row[c] for c in LANDMARK_COLUMNS]).reshape(-1, 2)
+            if LANDMARK_COLUMNS[0] in row
+            else None
+            for row in faces
+        ]
+        labels = [f"{row['emotion']} {row['confidence']:.2f}" for row in faces]
+        drawn = draw_faces(read_rgb(path), boxes, landmarks, labels)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"PNG encoding failed for {out}")
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(png.tobytes())
+        written.append(out)
+    return written
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> str:

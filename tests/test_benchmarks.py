@@ -74,3 +74,18 @@ def test_teacher_reuse_benchmark_prints_its_ratio():
     assert "| off |" in out and "| on |" in out
     match = re.search(r"ratio off/on: ([0-9.]+)x", out)
     assert match and float(match.group(1)) > 0
+
+
+def test_face_detection_benchmark_prints_its_ratio_and_the_detectors():
+    out = bench("face_detection")
+    lines = out.splitlines()
+    assert any(line.startswith("| size | photos | faces | bare | fer-predict |") for line in lines)
+    speed = next(line for line in lines if line.startswith("| 32 |")).strip("| ").split(" | ")
+    assert all(float(v) > 0 for v in speed), speed
+    assert ratio(out, "fer-predict/bare") > 0
+    for name in ("haar", "mtcnn"):
+        row = next(line for line in lines if line.startswith(f"| {name} |"))
+        _, rate, found, recall, false = row.strip("| ").split(" | ")
+        hits, pasted = map(int, found.split("/"))
+        assert float(rate) > 0 and 0 <= hits <= pasted and pasted > 0 and int(false) >= 0
+        assert float(recall) == pytest.approx(hits / pasted, abs=0.01)

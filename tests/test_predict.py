@@ -7,26 +7,29 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 import pytorch_lightning as pl
 import torch
+import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_lightning.data.synthetic import render_face
+from fer_lightning.data.images import read_rgb
+from fer_lightning.data.synthetic import render_face, render_face_with_landmarks
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import CheckpointError
-from fer_lightning.inference import (
-    PROB_COLUMNS,
-    collect_inputs,
-    crop_face,
-)
+from fer_lightning.export import export_onnx
+from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
+from fer_lightning.faces.detect import LANDMARK_NAMES
+from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inputs
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
 from cli import run
 
 FACE_BOX = (130, 60, 100, 100)  # where the test photo's face is pasted: x, y, w, h
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def fit_and_save(module: pl.LightningModule, path: Path, batch: tuple[torch.Tensor, ...]) -> Path:
@@ -113,7 +116,7 @@ def assert_predicted(row: dict[str, str]) -> None:
 
 
 def test_predict_one_file_matches_the_model(tmp_path, ckpt, faces):
-    proc, out = predict(tmp_path, ckpt, str(faces / "face_0.png"))
+    proc, out = predict(tmp_path, ckpt, str(faces / "face_0.png"), "detector=none")
     (row,) = read_rows(out)
     assert_predicted(row)
     assert row["path"] == str(faces / "face_0.png")
@@ -128,7 +131,7 @@ def test_predict_one_file_matches_the_model(tmp_path, ckpt, faces):
 
 
 def test_predict_folder_reports_unreadable_files_and_goes_on(tmp_path, ckpt, faces):
-    proc, out = predict(tmp_path, ckpt, str(faces))
+    proc, out = predict(tmp_path, ckpt, str(faces), "detector=none")
     rows = {Path(r["path"]).name: r for r in read_rows(out)}
     assert set(rows) == {"face_0.png", "face_1.png", "face_2.png", "face_3.jpg", "broken.jpg"}
     assert rows["broken.jpg"]["status"] == "unreadable" and rows["broken.jpg"]["emotion"] == ""
@@ -140,29 +143,133 @@ def test_predict_folder_reports_unreadable_files_and_goes_on(tmp_path, ckpt, fac
 
 
 def test_predict_glob(tmp_path, ckpt, faces):
-    _, out = predict(tmp_path, ckpt, str(faces / "*.png"))
+    _, out = predict(tmp_path, ckpt, str(faces / "*.png"), "detector=none")
     rows = read_rows(out)
     assert [Path(r["path"]).name for r in rows] == ["face_0.png", "face_1.png", "face_2.png"]
     for row in rows:
         assert_predicted(row)
 
 
-def test_detect_faces_in_photos(tmp_path, ckpt):
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A photo with one pasted face, an empty room, a broken file; and the face's landmarks."""
+    folder = tmp_path_factory.mktemp("photos")
     photo = background(np.random.default_rng(1))
     x, y, w, h = FACE_BOX
-    photo[y : y + h, x : x + w] = render_face(np.random.default_rng(1), 3, 0.8, size=w)
-    write_rgb(tmp_path / "photo.png", photo)
-    write_rgb(tmp_path / "empty_room.png", background(np.random.default_rng(2)))
-    proc, out = predict(tmp_path, ckpt, str(tmp_path / "*.png"), "detect_faces=true")
+    face, landmarks = render_face_with_landmarks(np.random.default_rng(1), 3, 0.8, size=w)
+    photo[y : y + h, x : x + w] = face
+    write_rgb(folder / "photo.png", photo)
+    write_rgb(folder / "empty_room.png", background(np.random.default_rng(2)))
+    (folder / "broken.jpg").write_bytes(b"\x00not a jpeg\xff" * 10)
+    return folder, landmarks + (x, y)
+
+
+def iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a, b
+    width = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    overlap = width * max(0, min(ay + ah, by + bh) - max(ay, by))
+    return overlap / (aw * ah + bw * bh - overlap)
+
+
+def test_mtcnn_finds_aligns_and_reports_faces(tmp_path, ckpt, photos):
+    folder, truth = photos
+    proc, out = predict(tmp_path, ckpt, str(folder))
+    with out.open(newline="") as f:
+        header = next(csv.reader(f))
+    assert header == [
+        "path",
+        "face",
+        "x",
+        "y",
+        "w",
+        "h",
+        "score",
+        *(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy"),
+        "status",
+        "emotion",
+        "confidence",
+        *PROB_COLUMNS,
+    ]
     rows = {Path(r["path"]).name: r for r in read_rows(out)}
-    assert rows["empty_room.png"]["status"] == "no_face"
-    assert rows["empty_room.png"]["emotion"] == "" and rows["empty_room.png"]["face"] == "0"
     face = rows["photo.png"]
     assert_predicted(face)
-    bx, by, bw, bh = (int(face[k]) for k in "xywh")
-    overlap = max(0, min(bx + bw, x + w) - max(bx, x)) * max(0, min(by + bh, y + h) - max(by, y))
-    assert overlap / (bw * bh + w * h - overlap) > 0.5  # IoU with the pasted face
-    assert "no face found: 1" in proc.stdout and "empty_room.png" in proc.stdout
+    assert face["face"] == "1" and float(face["score"]) >= 0.9  # detector.min_score
+    landmarks = np.array([float(face[c]) for c in LANDMARK_COLUMNS]).reshape(5, 2)
+    error = np.linalg.norm(landmarks - truth, axis=1)  # px, on a 100 px face
+    assert error.mean() < 5 and error.max() < 8  # MTCNN puts drawn eyes and noses a bit high
+    assert iou(tuple(int(face[k]) for k in "xywh"), FACE_BOX) > 0.4
+    empty = rows["empty_room.png"]
+    assert empty["status"] == "no_face" and empty["face"] == "0" and empty["emotion"] == ""
+    assert empty["score"] == "" and empty[LANDMARK_COLUMNS[0]] == ""
+    assert rows["broken.jpg"]["status"] == "unreadable"
+    assert "no face found: 1" in proc.stdout and "unreadable: 1" in proc.stdout
+    assert f"WARNING] - skipping {folder / 'broken.jpg'}" in proc.stdout + proc.stderr
+
+
+def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos):
+    """fer-predict = align onto the template, resize as in training, the model (or ONNX).
+
+    Alignment happens before the model, so the exported ONNX graph is unchanged: fed the
+    aligned face, it gives fer-predict's probabilities.
+    """
+    folder, _ = photos
+    _, out = predict(tmp_path, ckpt, str(folder / "photo.png"), "face_template=synthetic")
+    (row,) = read_rows(out)
+    landmarks = np.array([float(row[c]) for c in LANDMARK_COLUMNS]).reshape(5, 2)
+    synthetic = yaml.safe_load((CONF / "face_template" / "synthetic.yaml").read_text())
+    aligned = align_face(read_rgb(str(folder / "photo.png")), landmarks, FaceTemplate(**synthetic))
+    x = eval_transform(32)(image=aligned)["image"][None]
+    got = np.array([float(row[c]) for c in PROB_COLUMNS])
+    model = load_classifier(ckpt)
+    assert np.abs(model.predict_probs(x)[0].numpy() - got).max() < 1e-3  # CSV landmarks: 0.1 px
+    onnx_file = export_onnx(model, tmp_path / "fer.onnx")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (probs,) = session.run(None, {"input": x.numpy()})
+    assert np.abs(probs[0] - got).max() < 1e-3
+
+
+def test_haar_and_none_still_work(tmp_path, ckpt, photos):
+    folder, _ = photos
+    proc, out = predict(tmp_path, ckpt, str(folder / "*.png"), "detector=haar")
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    face = rows["photo.png"]
+    assert_predicted(face)
+    assert iou(tuple(int(face[k]) for k in "xywh"), FACE_BOX) > 0.5
+    assert face["score"] == "" and face[LANDMARK_COLUMNS[0]] == ""  # Haar gives neither
+    assert rows["empty_room.png"]["status"] == "no_face"
+    assert "gives no landmarks: its faces are square crops" in proc.stdout + proc.stderr
+    _, out = predict(tmp_path, ckpt, str(folder / "*.png"), "detector=none")
+    rows = read_rows(out)
+    assert [Path(r["path"]).name for r in rows] == ["empty_room.png", "photo.png"]
+    assert all(set(r) == {"path", "status", "emotion", "confidence", *PROB_COLUMNS} for r in rows)
+
+
+def test_min_face_size_drops_small_faces(tmp_path, ckpt, photos):
+    folder, _ = photos
+    _, out = predict(tmp_path, ckpt, str(folder / "photo.png"), "detector.min_face_size=150")
+    assert read_rows(out)[0]["status"] == "no_face"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    proc, out = predict(bad, ckpt, str(folder), "detector.min_score=1.5", check=False)
+    assert proc.returncode != 0 and not out.exists()
+    assert "detector (mtcnn): invalid min_score=1.5 (a probability, 0..1)" in proc.stderr
+
+
+def test_draw_writes_the_photo_with_its_faces(tmp_path, ckpt, photos):
+    folder, _ = photos
+    proc, out = predict(tmp_path, ckpt, str(folder), "draw=true")
+    row = next(r for r in read_rows(out) if r["path"].endswith("photo.png"))
+    landmarks = np.array([float(row[c]) for c in LANDMARK_COLUMNS]).reshape(5, 2)
+    drawn_dir = tmp_path / "hydra" / "faces"
+    assert sorted(p.name for p in drawn_dir.iterdir()) == ["photo.png"]  # only photos with faces
+    assert f"drew the faces of 1 images in {drawn_dir}" in proc.stdout
+    drawn = read_rgb(str(drawn_dir / "photo.png"))
+    photo = read_rgb(str(folder / "photo.png"))
+    assert drawn.shape == photo.shape
+    changed = np.abs(drawn.astype(int) - photo.astype(int)).sum(axis=2) > 0
+    for px, py in landmarks.round().astype(int):  # a dot on every landmark
+        assert changed[py - 1 : py + 2, px - 1 : px + 2].all()
+    assert changed.mean() < 0.1  # the rest of the photo is untouched
 
 
 def test_crop_face_is_square_with_margin_even_at_the_edge():

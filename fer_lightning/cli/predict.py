@@ -5,18 +5,28 @@ from __future__ import annotations
 import time
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.faces.align import FaceTemplate
+from fer_lightning.faces.detect import FaceDetector
+from fer_lightning.hardware import resolve_device
 from fer_lightning.inference import (
-    FaceDetector,
     collect_inputs,
+    draw_predictions,
     predict_files,
-    resolve_device,
     summarize,
     write_predictions,
 )
 from fer_lightning.models.checkpoints import load_classifier
+
+
+def face_pipeline(cfg: DictConfig) -> tuple[FaceDetector | None, FaceTemplate | None]:
+    """The configured detector (None: detector=none) and template (None: align=false)."""
+    detector = instantiate(cfg.detector, _convert_="all") if cfg.get("detector") else None
+    template = FaceTemplate(**OmegaConf.to_object(cfg.face_template)) if cfg.align else None
+    return detector, template
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -25,7 +35,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     paths = collect_inputs(OmegaConf.to_object(inputs) if OmegaConf.is_config(inputs) else inputs)
     model = load_classifier(cfg.ckpt_path)
     device = resolve_device(cfg.device)
-    detector = FaceDetector(**cfg.detector) if cfg.detect_faces else None
+    detector, template = face_pipeline(cfg)
     start = time.perf_counter()
     rows = predict_files(
         model,
@@ -34,6 +44,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         device=device,
         num_workers=cfg.num_workers,
         detector=detector,
+        template=template,
         face_margin=cfg.face_margin,
     )
     seconds = time.perf_counter() - start
@@ -44,6 +55,9 @@ def predict(cfg: DictConfig) -> list[dict]:
         f"{len(paths) / max(seconds, 1e-9):.0f} img/s on {device}, "
         f"{model.hparams.image_size}px {model.hparams.backbone})"
     )
+    if cfg.draw:
+        drawn = draw_predictions(rows, cfg.draw_dir)
+        print(f"drew the faces of {len(drawn)} images in {cfg.draw_dir}")
     return rows
 
 

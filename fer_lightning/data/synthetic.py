@@ -370,8 +370,13 @@ def _draw_brows(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
             )
 
 
+def _nose_y(f: _Face, aus: dict[int, float]) -> float:
+    """Height of the nostrils; AU9 (nose wrinkle) lifts them."""
+    return f.nose_y - 0.018 * aus[9]
+
+
 def _draw_nose(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
-    ny = f.nose_y - 0.018 * aus[9]
+    ny = _nose_y(f, aus)
     nw = f.nose_w + 0.012 * aus[9]
     dark = _shade(f.skin, 0.72)
     s = f.light_side
@@ -404,14 +409,19 @@ def _draw_nose(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
             cv.line(_curve([-0.03, y + 0.004], [0, y - 0.003], [0.03, y + 0.004], 5), colour, 0.004)
 
 
-def _draw_mouth(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
+def _mouth_line(f: _Face, aus: dict[int, float]) -> tuple[float, float, float]:
+    """Half width, height and corner drop of the mouth (AU12 lifts the corners, AU15 lowers)."""
     mw = f.mouth_w * (1 + 0.32 * aus[12] + 0.45 * aus[20] - 0.18 * aus[23] - 0.15 * aus[26])
     corner = -0.075 * aus[12] + 0.055 * aus[15] + 0.012 * aus[20]
+    return mw, f.mouth_y - 0.012 * aus[9], corner
+
+
+def _draw_mouth(cv: _Canvas, f: _Face, aus: dict[int, float]) -> None:
+    mw, my, corner = _mouth_line(f, aus)
     thin = (1 - 0.65 * aus[23]) * (1 - 0.2 * aus[12]) * (1 - 0.25 * aus[20])
     up_t, lo_t = f.lip_up * thin, f.lip_lo * thin
     gap_up = 0.02 * aus[26] + 0.008 * aus[9] + 0.004 * max(0.0, aus[12] - 0.35)
     gap_lo = 0.1 * aus[26] + 0.03 * aus[16] + 0.06 * max(0.0, aus[12] - 0.35)
-    my = f.mouth_y - 0.012 * aus[9]
     t = _linspace(-1.0, 1.0, 21)
     x = t * mw
     line = my + corner * t**2
@@ -515,6 +525,19 @@ def render_face(
     looks neutral. ``rng`` is consumed the same way for every label and intensity, so
     equal RNG states give the same person, pose and background with another expression.
     """
+    return render_face_with_landmarks(rng, label, intensity, size)[0]
+
+
+def render_face_with_landmarks(
+    rng: np.random.Generator, label: int, intensity: float, size: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_face` and where the drawn face's five landmarks ended up in it.
+
+    The landmarks (float32 ``[5, 2]``, pixel x, y) follow the five-point convention of
+    face detectors and aligners (MTCNN, RAF-DB): eye centres, nose tip, mouth corners,
+    left to right in the image. They are exact, so a detector or an alignment can be
+    checked against them.
+    """
     if not 0 <= label < NUM_CLASSES:
         raise ValueError(f"label must be a class index 0..{NUM_CLASSES - 1}, got {label}")
     # identity first; no RNG draw below depends on the label or the intensity
@@ -566,6 +589,18 @@ def render_face(
     img = cv2.warpAffine(
         img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )
+    mw, my, corner = _mouth_line(f, aus)
+    points = np.array(  # face units: eye openings' centres, nose tip (above the nostrils)
+        [
+            (-f.eye_dx, f.eye_y),
+            (f.eye_dx, f.eye_y),
+            (0.0, _nose_y(f, aus) - 0.005),
+            (-mw, my + corner),
+            (mw, my + corner),
+        ]
+    )
+    # drawn around the 2x canvas centre, downscaled (pixel centres), then posed by m
+    landmarks = (points * size + (low / 2 - 0.5)) @ m[:, :2].T + m[:, 2]
 
     # camera: greyscale, blur, sensor noise
     camera = rng.random(3)
@@ -577,7 +612,7 @@ def render_face(
         noise = np.frombuffer(rng.bytes(img.size), np.uint8).reshape(img.shape)
         k = rng.uniform(1, 5) / 73.9  # 73.9: the standard deviation of uniform bytes
         img = cv2.addWeighted(img, 1.0, noise, k, -127.5 * k)
-    return img
+    return img, landmarks.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- data set
