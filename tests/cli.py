@@ -1,10 +1,19 @@
-"""Run the console entry points in a subprocess, as a user would, with tiny fast settings."""
+"""Run the console entry points as a user would, with tiny fast settings.
+
+:func:`fer` runs one in this process (the Hydra app, its logging and exit status, without
+a Python start-up per call); :func:`run` starts a real process, for what needs one
+(``kill -9``, two processes on one directory, DDP, launchers).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 FAST = [
@@ -12,13 +21,45 @@ FAST = [
     "data.batch_size=16",
     "data.num_workers=0",
     "trainer.max_epochs=1",
-    "trainer.log_every_n_steps=1",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
 ]
-
-
+TESTS = Path(__file__).resolve().parent
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", HYDRA_FULL_ERROR="0")
+ENV["PYTHONPATH"] = os.pathsep.join([str(TESTS), ENV.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+FITS = "`Trainer.fit` stopped"  # Lightning's line at the end of every fit
+SWEEP_THRESHOLDS = (0.3, 0.6)  # the session sweep's jobs (tests/conftest.py)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def fer(module: str, args: list[str], check: bool = True) -> Result:
+    """``fer-<module> args`` in this process: its stdout, stderr and exit status."""
+    main = importlib.import_module(f"fer_lightning.cli.{module}").main
+    out, err = io.StringIO(), io.StringIO()
+    argv, code = sys.argv, 0
+    sys.argv = [f"fer-{module}", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:  # argparse, Hydra and our user errors exit this way
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"fer-{module} failed ({code}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def command(module: str, args: list[str]) -> list[str]:
@@ -27,14 +68,9 @@ def command(module: str, args: list[str]) -> list[str]:
 
 
 def run(module: str, args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m fer_lightning.cli.<module> args`` in ``cwd``; output captured as text."""
+    """``python -m fer_lightning.cli.<module> args`` in a new process; output captured."""
     proc = subprocess.run(
-        command(module, args),
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        command(module, args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -52,10 +88,23 @@ def train_args(tmp: Path, *overrides: str) -> list[str]:
     ]
 
 
-def train(tmp: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    """fer-train with all outputs under ``tmp``; the run directory is ``tmp/run``."""
+def raf_args(root: Path) -> list[str]:
+    """fer-train on a RAF-DB-layout data set at ``root``, 40 % of train labeled."""
+    return ["data=rafdb", f"data.root={root}", "data.label_fraction=0.4"]
+
+
+def train(tmp: Path, *overrides: str, check: bool = True) -> Result:
+    """fer-train (in this process) with all outputs under ``tmp``; the run dir is ``tmp/run``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    return run("train", train_args(tmp, *overrides), tmp, check)
+    return fer("train", train_args(tmp, *overrides), check)
+
+
+def fitted_rounds(run_dir: Path) -> list[int]:
+    """The rounds whose fit ran in ``run_dir`` (a cache-restored teacher has no last.ckpt)."""
+    return sorted(
+        int(p.parent.parent.name.split("_")[1])
+        for p in run_dir.glob("round_*/checkpoints/last.ckpt")
+    )
 
 
 def tensorboard_tags(run_dir: Path) -> dict[str, dict[str, list[float]]]:

@@ -1,8 +1,90 @@
-"""Test set-up: tests import the tiny-layout helpers from tests/layouts.py."""
+"""Shared set-up: one tiny data set, one teacher-student run and one sweep for the whole session.
+
+Tests import the helpers in tests/cli.py and tests/layouts.py. The expensive outputs are
+made once (session scope) and only read by the tests that use them; a test that needs to
+write makes its own run directory.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train  # noqa: E402
+from layouts import RAF_TEST, RAF_TRAIN, make_rafdb  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def raf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny RAF-DB copy (official layout, 64 train / 19 test images of 16 px)."""
+    return make_rafdb(tmp_path_factory.mktemp("raf"), RAF_TRAIN, RAF_TEST)
+
+
+@pytest.fixture(scope="session")
+def rounds_run(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> tuple[Path, Result]:
+    """fer-train: a teacher and two students (top-k, soft labels); (run dir, its output)."""
+    tmp = tmp_path_factory.mktemp("rounds")
+    result = train(
+        tmp,
+        *raf_args(raf),
+        "pseudo_label=topk",
+        "pseudo_label.k=2",
+        "pseudo_label.min_confidence=0.0",
+        "pseudo_label.soft=true",
+        "pseudo_label.temperature=0.5",
+        "pseudo_label.rounds=2",
+    )
+    return tmp / "run", result
+
+
+@pytest.fixture(scope="session")
+def checkpoint(rounds_run: tuple[Path, Result]) -> Path:
+    """The session run's teacher checkpoint (mobilenetv2, 32 px)."""
+    return rounds_run[0] / "round_0" / "checkpoints" / "best.ckpt"
+
+
+@dataclass
+class Sweep:
+    """A two-job threshold sweep: where it is, how it was launched, what it printed."""
+
+    dir: Path
+    args: list[str]
+    result: Result
+
+    def jobs(self) -> dict[float, Path]:
+        """{threshold: job dir}, from each job's saved config."""
+        import yaml
+
+        found = {}
+        for job in self.dir.iterdir():
+            config = job / ".hydra" / "config.yaml"
+            if config.is_file():
+                found[yaml.safe_load(config.read_text())["pseudo_label"]["threshold"]] = job
+        return dict(sorted(found.items()))
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> Sweep:
+    """``fer-train -m pseudo_label.threshold=0.3,0.6``, one student each, one cached teacher.
+
+    The fixed settings are excluded from the job names, so jobs are named
+    ``excluded=<hash>,pseudo_label.threshold=<t>``.
+    """
+    tmp = tmp_path_factory.mktemp("sweep")
+    fixed = [*raf_args(raf), "pseudo_label=threshold", "pseudo_label.rounds=1", *FAST]
+    exclude = ",".join(o.split("=", 1)[0] for o in fixed)
+    args = [
+        "-m",
+        f"pseudo_label.threshold={','.join(map(str, SWEEP_THRESHOLDS))}",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+        f"hydra.job.config.override_dirname.exclude_keys=[{exclude}]",
+        f"paths.log_dir={tmp / 'logs'}",
+        f"paths.data_dir={tmp / 'data'}",
+        *fixed,
+    ]
+    return Sweep(tmp / "sweep", args, fer("train", args))

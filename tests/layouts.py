@@ -16,6 +16,9 @@ import numpy as np
 from fer_lightning.emotions import EMOTIONS
 
 IMAGE_SIZE = 16
+# the session's tiny RAF-DB copy (tests/conftest.py): images per class, RAF-DB order
+RAF_TRAIN = (10, 6, 6, 16, 10, 6, 10)
+RAF_TEST = (3, 2, 2, 4, 3, 2, 3)
 
 
 def write_image(path: Path, seed: int = 0, size: int = IMAGE_SIZE) -> Path:

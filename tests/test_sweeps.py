@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.config import PseudoLabelConfig
 
-from cli import FAST, run
-from layouts import make_rafdb
-
-TRAIN = [6, 4, 4, 8, 6, 4, 6]
-TEST = [2, 2, 2, 2, 2, 2, 2]
+from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args
 
 
 def _compose(*overrides: str, hydra: bool = False) -> DictConfig:
@@ -33,25 +28,16 @@ def _compose(*overrides: str, hydra: bool = False) -> DictConfig:
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
 
-def _sweep(tmp: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """``fer-train -m`` on tiny RAF-DB data; returns (process, the one sweep directory).
-
-    The fixed settings are excluded from the job directory names, so each job is named
-    by its sweep overrides alone, e.g. ``pseudo_label.threshold=0.5``.
-    """
+def _sweep(tmp: Path, raf: Path, *overrides: str) -> tuple[Result, Path]:
+    """``fer-train -m`` on the tiny RAF-DB copy; returns (its output, the sweep directory)."""
+    sweep_dir = tmp / "sweep"
     fixed = [
         f"paths.log_dir={tmp / 'logs'}",
-        f"paths.data_dir={tmp / 'data'}",
-        "data=rafdb",
-        f"data.root={make_rafdb(tmp / 'raf', TRAIN, TEST)}",
-        "data.label_fraction=0.5",
+        f"hydra.sweep.dir={sweep_dir}",
+        *raf_args(raf),
         *FAST,
     ]
-    keys = ",".join(o.split("=")[0] for o in fixed)
-    exclude = f"hydra.job.config.override_dirname.exclude_keys=[{keys},pseudo_label.rounds]"
-    proc = run("train", ["-m", *fixed, exclude, *overrides], tmp)
-    (sweep_dir,) = (tmp / "logs" / "train" / "multiruns").iterdir()
-    return proc, sweep_dir
+    return fer("train", ["-m", *fixed, *overrides]), sweep_dir
 
 
 def _final_val_f1(job_dir: Path) -> float:
@@ -65,35 +51,43 @@ def _assert_finished(job_dir: Path, rounds: int) -> None:
     assert 0.0 <= _final_val_f1(job_dir) <= 1.0
 
 
-def test_threshold_sweep_names_job_dirs_by_overrides(tmp_path):
-    """The basic launcher runs one job per threshold, each in its own resumable run dir."""
-    _, sweep_dir = _sweep(tmp_path, "pseudo_label.rounds=1", "pseudo_label.threshold=0.5,0.9")
-    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    assert jobs == ["pseudo_label.threshold=0.5", "pseudo_label.threshold=0.9"]
-    for name in jobs:
-        _assert_finished(sweep_dir / name, rounds=1)
-    assert (sweep_dir / "multirun.yaml").is_file()
+def test_threshold_sweep_names_job_dirs_by_overrides(sweep):
+    """One job per threshold, each in its own resumable run dir named by what it changes."""
+    names = sorted(p.name for p in sweep.dir.iterdir() if p.is_dir())
+    assert len(names) == 2
+    hidden = {n.split(",")[0] for n in names}  # the excluded fixed settings: one hash
+    assert len(hidden) == 1 and hidden.pop().startswith("excluded=")
+    assert [n.split(",")[1] for n in names] == [
+        f"pseudo_label.threshold={t}" for t in SWEEP_THRESHOLDS
+    ]
+    for job in sweep.jobs().values():
+        _assert_finished(job, rounds=1)
+    assert (sweep.dir / "multirun.yaml").is_file()
 
 
 @pytest.mark.slow
-def test_submitit_local_launcher_runs_every_job(tmp_path):
+def test_submitit_local_launcher_runs_every_job(tmp_path, raf):
     """submitit_local runs the jobs as submitit processes, as Slurm would (slurm_gpu)."""
     _, sweep_dir = _sweep(
         tmp_path,
-        "pseudo_label.rounds=1",
+        raf,
+        "pseudo_label=threshold",
         "pseudo_label.threshold=0.5,0.9",
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
     )
-    for threshold in ("0.5", "0.9"):
-        _assert_finished(sweep_dir / f"pseudo_label.threshold={threshold}", rounds=1)
+    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    assert sorted(p.name.split("pseudo_label.threshold=")[1][:3] for p in jobs) == ["0.5", "0.9"]
+    for job in jobs:
+        _assert_finished(job, rounds=1)
     assert (sweep_dir / ".submitit").is_dir()
 
 
-def test_optuna_search_reports_the_best_validation_f1(tmp_path):
+def test_optuna_search_reports_the_best_validation_f1(tmp_path, raf):
     """Two TPE trials from the shipped search space; the best value is a trial's val F1."""
     proc, sweep_dir = _sweep(
         tmp_path,
+        raf,
         "hparams_search=pseudo_label_optuna",
         "hydra.sweeper.n_trials=2",
         "pseudo_label.rounds=1",  # fixed: overrides the searched choice(1, 2, 3)
@@ -103,20 +97,21 @@ def test_optuna_search_reports_the_best_validation_f1(tmp_path):
     jobs = [p for p in sweep_dir.iterdir() if (p / "rounds.csv").is_file()]
     assert len(jobs) == 2
     assert results["best_value"] == pytest.approx(max(_final_val_f1(p) for p in jobs))
-    assert "Failed experiment" not in proc.stdout + proc.stderr
+    assert "Failed experiment" not in proc.output
 
 
-def test_optuna_failed_trial_is_reported_and_the_search_goes_on(tmp_path):
+def test_optuna_failed_trial_is_reported_and_the_search_goes_on(tmp_path, raf):
     """A trial that raises is marked failed and logged; the search finishes with the others."""
     proc, sweep_dir = _sweep(
         tmp_path,
+        raf,
         "hparams_search=pseudo_label_optuna",
         "hydra.sweeper.n_trials=2",
         "pseudo_label.rounds=0",
         # trial 0 asks for an invalid label fraction of 0; trial 1 trains on all labels
         "data.label_fraction=${hydra:job.num}",
     )
-    assert "Failed experiment: data.label_fraction must be in (0, 1], got 0" in proc.stdout
+    assert "Failed experiment: data.label_fraction must be in (0, 1], got 0" in proc.output
     results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
     (job,) = [p for p in sweep_dir.iterdir() if (p / "rounds.csv").is_file()]
     assert results.best_value == pytest.approx(_final_val_f1(job))
@@ -236,8 +231,12 @@ def test_rafdb_ssl_experiment(overrides, labels_per_class, label_fraction):
 
 
 @pytest.mark.parametrize("experiment", ["rafdb_paper", "rafdb_ssl"])
-@pytest.mark.parametrize("strategy", ["threshold", "class_threshold", "topk"])
-def test_experiments_accept_every_selection_strategy(experiment, strategy):
+@pytest.mark.parametrize(
+    ("preset", "strategy"),
+    [("balanced", "topk"), ("threshold", "threshold"), ("class_threshold", "class_threshold"),
+     ("topk", "topk")],
+)  # fmt: skip
+def test_experiments_accept_every_selection_strategy(experiment, preset, strategy):
     """An experiment sets no strategy-specific option, so pseudo_label=<any> stays valid."""
-    cfg = _compose(f"experiment={experiment}", f"pseudo_label={strategy}")
+    cfg = _compose(f"experiment={experiment}", f"pseudo_label={preset}")
     assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == strategy

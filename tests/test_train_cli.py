@@ -1,30 +1,34 @@
-"""fer-train / fer-eval end to end through Hydra on tiny synthetic faces."""
+"""fer-train / fer-eval as users run them: the run directory, the tables, and clear errors."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import warnings
+from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
+from fer_lightning.console import quiet_third_party
 from fer_lightning.emotions import EMOTIONS
+from fer_lightning.errors import ConfigError
 
-from cli import run, tensorboard_tags, train
-
-TINY = ["data.source.n_train=150", "data.source.n_test=50", "data.source.workers=1"]
-
-
-@pytest.fixture(scope="module")
-def supervised_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("supervised")
-    proc = train(tmp, *TINY, "pseudo_label=none", "data.label_fraction=null")
-    return tmp, proc
+from cli import fer, raf_args, tensorboard_tags, train
+from layouts import RAF_TEST, RAF_TRAIN, make_rafdb
 
 
-def test_train_writes_checkpoints_splits_and_metrics(supervised_run):
-    tmp, proc = supervised_run
-    run_dir = tmp / "run"
-    assert (run_dir / ".hydra" / "config.yaml").is_file()
+def test_train_writes_the_run_directory_and_a_reading(rounds_run):
+    run_dir, result = rounds_run
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml", "versions.yaml"):
+        assert (run_dir / ".hydra" / name).is_file(), name
+    versions = yaml.safe_load((run_dir / ".hydra" / "versions.yaml").read_text())
+    assert versions["torch"] == torch.__version__.split("+")[0]
+    assert {"pytorch-lightning", "timm", "albumentations", "hydra-core"} <= set(versions)
+    record = json.loads((run_dir / "experiment.json").read_text())["settings"]
+    assert record["pseudo_label.k"] == 2 and "paths.log_dir" not in record
     for name in ("labeled", "unlabeled", "val", "test"):
         assert (run_dir / "splits" / f"{name}.csv").is_file()
     ckpts = run_dir / "round_0" / "checkpoints"
@@ -33,12 +37,17 @@ def test_train_writes_checkpoints_splits_and_metrics(supervised_run):
     metrics = json.loads((run_dir / "round_0" / "metrics.json").read_text())
     assert 0.0 <= metrics["test/macro_f1"] <= 1.0
     assert metrics["best_checkpoint"] == str(ckpts / "best.ckpt")
-    assert "| happiness |" in proc.stdout and str(run_dir) in proc.stdout
+    out = result.stdout
+    assert "| happiness |" in out and "| round | macro-F1 | acc | surprise |" in out
+    assert "Reading: the teacher (round 0, trained on " in out
+    assert "Test F1 per emotion, teacher -> student: surprise " in out
+    assert "Round 2 trained on " in out and "right by the pool's hidden labels" in out
+    assert f"tensorboard --logdir {run_dir}/tensorboard" in out
 
 
-def test_tensorboard_tags_are_logged_and_finite(supervised_run):
-    tmp, _ = supervised_run
-    tags = tensorboard_tags(tmp / "run")["round_0"]
+def test_tensorboard_tags_are_logged_and_finite(rounds_run):
+    run_dir, _ = rounds_run
+    tags = tensorboard_tags(run_dir)["round_0"]
     expected = ["train/loss", "val/loss", "val/acc", "val/macro_f1", "test/acc", "test/macro_f1"]
     expected += [f"{stage}/f1_{e}" for stage in ("val", "test") for e in EMOTIONS]
     for tag in expected:
@@ -48,30 +57,132 @@ def test_tensorboard_tags_are_logged_and_finite(supervised_run):
     assert "_hparams_/session_start_info" in tags  # HPARAMS tab: config vs final metrics
 
 
-def test_eval_reproduces_the_test_metrics(supervised_run):
-    tmp, _ = supervised_run
-    run_dir = tmp / "run"
+def test_eval_reproduces_the_test_metrics(rounds_run, raf, tmp_path):
+    run_dir, _ = rounds_run
     metrics = json.loads((run_dir / "round_0" / "metrics.json").read_text())
-    proc = run(
+    result = fer(
         "evaluate",
         [
             f"ckpt_path={run_dir / 'round_0' / 'checkpoints' / 'best.ckpt'}",
-            f"hydra.run.dir={tmp / 'eval'}",
-            f"paths.data_dir={tmp / 'data'}",
-            *TINY,
+            f"hydra.run.dir={tmp_path / 'eval'}",
+            "data=rafdb",
+            f"data.root={raf}",
             "data.num_workers=0",
             "trainer.accelerator=cpu",
             "trainer.enable_progress_bar=false",
         ],
-        tmp,
     )
     expected = f"| all | {100 * metrics['test/acc']:.1f} | {100 * metrics['test/macro_f1']:.1f} |"
-    assert expected in proc.stdout
+    assert expected in result.stdout
+
+
+def test_console_filters_only_the_named_third_party_noise(caplog):
+    quiet_third_party()
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
+        log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+        log.info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
+        log.info("GPU available: False, used: False")
+    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        quiet_third_party()
+        from pytorch_lightning.utilities._pytree import _tree_flatten
+
+        _tree_flatten(torch.zeros(1))
+        warnings.warn("something new", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["something new"]
+
+
+# -- errors: the project's message, exit status 2, no traceback, nothing half-made -----
+
+
+def _bad_label(root: Path) -> None:
+    label_file = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join(["train_00001.jpg 9", *lines[1:]]) + "\n")
+
+
+def _not_utf8(root: Path) -> None:
+    label_file = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    label_file.write_bytes(
+        label_file.read_bytes().replace(b"train_00002.jpg", b"train_\xe900002.jpg")
+    )
+
+
+def _duplicate_lines(root: Path) -> None:
+    label_file = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join(lines + lines[:5]) + "\n")
+
+
+CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is written
+    "image size": (["data.image_size=-5"], "data.image_size=-5: must be an integer >= 16"),
+    "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1"),
+    "weights file": (["model.weights={text}"], "not a PyTorch weights file"),
+    "no offline file": (
+        ["model=mobilenetv1", "model.weights=imagenet"],
+        "no offline ImageNet file for backbone 'mobilenetv1_100'",
+    ),
+    "class_score typo": (
+        ["pseudo_label=class_threshold", "pseudo_label.class_score=precison"],
+        "class_score must be one of precision, confidence",
+    ),
+    "class_score unused": (
+        ["pseudo_label=threshold", "+pseudo_label.class_score=confidence"],
+        "'class_score' is not used by strategy 'threshold'",
+    ),
+    "student augment": (
+        ["+pseudo_label.student_augment.colour=0.4"],
+        "pseudo_label.student_augment: unknown option(s) ['colour']",
+    ),
+    "unused option": (
+        ["pseudo_label=threshold", "+pseudo_label.k=5"],
+        "option 'k' is not used by strategy 'threshold'",
+    ),
+    "missing ckpt": (["ckpt_path={tmp}/nope.ckpt"], "nope.ckpt: file not found"),
+}
+DATA_ERRORS = {  # a damaged data set -> phrase
+    "label 9": (_bad_label, "list_patition_label.txt:1 (train_00001.jpg): label 9 is outside"),
+    "not utf-8": (_not_utf8, "list_patition_label.txt:2: not UTF-8 text (byte 0xe9)"),
+    "duplicates": (_duplicate_lines, "5 duplicate lines"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_ERRORS))
+def test_config_errors_name_the_key_before_anything_is_written(case, raf, tmp_path):
+    overrides, phrase = CONFIG_ERRORS[case]
+    text = tmp_path / "weights.txt"
+    text.write_text("not weights\n")
+    overrides = [o.format(text=text, tmp=tmp_path) for o in overrides]
+    result = train(tmp_path, *raf_args(raf), *overrides, check=False)
+    assert result.returncode == 2, result.output
+    assert result.stderr.startswith("fer-train: error: ") and phrase in result.stderr
+    assert "Traceback" not in result.output
+    run_dir = tmp_path / "run"
+    assert not (run_dir / ".hydra").exists() and not (run_dir / "experiment.json").exists()
+
+
+@pytest.mark.parametrize("case", list(DATA_ERRORS))
+def test_data_errors_name_file_and_line(case, tmp_path):
+    damage, phrase = DATA_ERRORS[case]
+    root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
+    damage(root)
+    result = train(tmp_path, "data=rafdb", f"data.root={root}", check=False)
+    assert result.returncode == 2 and phrase in result.stderr, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "round_0").exists()
+
+
+def test_full_error_keeps_the_traceback(raf, tmp_path, monkeypatch):
+    """HYDRA_FULL_ERROR=1: Hydra lets the exception through, traceback and all."""
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match="trainer.max_epochs=0: must be an integer >= 1"):
+        train(tmp_path, *raf_args(raf), "trainer.max_epochs=0", check=False)
 
 
 def test_wrong_override_fails_with_hydras_message(tmp_path):
-    proc = train(tmp_path, "model=not_a_model", check=False)
-    assert proc.returncode != 0
-    assert "Could not find 'model/not_a_model'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    result = train(tmp_path, "model=not_a_model", check=False)
+    assert result.returncode != 0
+    assert "Could not find 'model/not_a_model'" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "round_0").exists()

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from fer_lightning.console import quiet_third_party
 from fer_lightning.errors import UserError
 from fer_lightning.experiment import register_resolvers as register_experiment_resolvers
 from fer_lightning.hardware import register_resolvers
 
-# conf/ sits at the repository top level (the package is installed editable from the repo).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# conf/ at the repository's top level, installed as the package fer_lightning.conf: the same
+# files in an editable install and in a wheel. Users' own config dirs add to it through
+# Hydra's --config-dir (hydra.searchpath).
+CONFIG_DIR = str(importlib.resources.files("fer_lightning.conf"))
 
 register_resolvers()  # every config composed through CONFIG_DIR may use them
 register_experiment_resolvers()
+quiet_third_party()
 
 
 @contextlib.contextmanager

@@ -17,8 +17,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.cli.common import CONFIG_DIR, user_errors
 from fer_lightning.config import validate_train
+from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import settings
-from fer_lightning.results import metrics_table, rounds_table
+from fer_lightning.results import metrics_table, rounds_reading, rounds_table
 from fer_lightning.rounds import run_rounds
 from fer_lightning.run_dir import RunDir
 
@@ -70,7 +71,8 @@ def report(rows: list[dict], run: RunDir) -> None:
     print(metrics_table(last))
     print("\nRounds (test split, %; round 0 = teacher on labeled data only):\n")
     print(rounds_table(rows))
-    print(f"\nlogs, checkpoints, pseudo labels and TensorBoard events: {run.root}")
+    print()
+    print(rounds_reading(rows, str(run.root)))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -92,8 +94,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     run = RunDir(Path(resume[-1].split("=", 1)[1]).expanduser().resolve())
     saved_file = run.hydra / "overrides.yaml"
     if not saved_file.is_file():
-        raise SystemExit(
-            f"fer-train: error: resume={run.root}: no {saved_file.relative_to(run.root)} there; "
+        raise RunDirError(
+            f"resume={run.root}: no {saved_file.relative_to(run.root)} there; "
             "point resume= at a run directory written by fer-train"
         )
     extra = [a for a in argv if not a.startswith("resume=")]
@@ -105,7 +107,12 @@ def resume_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Console entry point: handles ``resume=<run_dir>``, then runs the Hydra app."""
-    sys.argv = [sys.argv[0], *resume_argv(sys.argv[1:])]
+    try:
+        argv = resume_argv(sys.argv[1:])
+    except RunDirError as err:
+        print(f"fer-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    sys.argv = [sys.argv[0], *argv]
     hydra_main()
 
 

@@ -1,0 +1,169 @@
+"""Transfer-learning parity: fer-train's teacher vs a plain PyTorch fine-tune, side by side.
+
+Both fine-tune the same timm backbone from the same offline ImageNet file on the same
+labeled split, select their best epoch on the same validation split and report macro-F1
+on the same test split, with the same epochs, batch size and resolution. The plain loop
+is what a practitioner writes in 60 lines: ``reset_classifier`` (PyTorch's default head
+init), AdamW + one-cycle, random flip + pad-and-crop, label smoothing 0.1. The sides
+alternate per seed. Goal: fer-train's test macro-F1 >= the plain loop's (mean over seeds).
+
+``--timm-head`` runs fer-train with timm's own fresh-head initialisation (the state
+before the zero-head fix), to show what it costs.
+
+    .venv/bin/python benchmarks/transfer_parity.py [--seeds 1,2,3] [--timm-head] [overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassF1Score
+
+from fer_lightning.data.images import read_rgb
+from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.models.backbones import backbone_mean_std
+from fer_lightning.models.imagenet import imagenet_state_dict
+from fer_lightning.run_dir import RunDir
+
+from harness import REPO, TINY, build, compose_run, table
+
+# fer-train with timm's fresh-head init (what the framework did before the zero-head fix)
+TIMM_HEAD = (
+    "import fer_lightning.models.backbones as b; b.reset_head = lambda model: None; "
+    "from fer_lightning.cli.train import main; main()"
+)
+
+
+def fer_train(seed: int, tmp: Path, overrides: list[str], timm_head: bool) -> dict[str, float]:
+    run_dir = tmp / f"fer-{seed}-{'timm' if timm_head else 'zero'}"
+    entry = ["-c", TIMM_HEAD] if timm_head else ["-m", "fer_lightning.cli.train"]
+    args = [
+        "experiment=demo",
+        "pseudo_label.rounds=0",
+        "teacher_cache=false",
+        f"seed={seed}",
+        f"hydra.run.dir={run_dir}",
+        f"paths.log_dir={tmp}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+    subprocess.run([sys.executable, *entry, *args], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    metrics = RunDir(run_dir).read_metrics(0)
+    return {"val": metrics["val/best_macro_f1"], "test": metrics["test/macro_f1"]}
+
+
+def _tensors(paths: np.ndarray, size: int) -> torch.Tensor:
+    images = [cv2.resize(read_rgb(p), (size, size), interpolation=cv2.INTER_AREA) for p in paths]
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, pad: int) -> torch.Tensor:
+    """Random horizontal flip and pad-and-crop (reflect padding), per image."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=g)
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def plain_finetune(cfg, seed: int) -> dict[str, float]:
+    """A plain PyTorch fine-tune of the same backbone on the same splits."""
+    torch.manual_seed(seed)
+    datamodule, _ = build(cfg)
+    splits, size = datamodule.splits, int(cfg.data.image_size)
+    backbone = str(cfg.model.backbone)
+    model = timm.create_model(backbone, num_classes=1000, drop_rate=float(cfg.model.drop_rate))
+    model.load_state_dict(imagenet_state_dict(model, backbone))
+    model.reset_classifier(NUM_CLASSES)
+    mean, std = (255 * torch.tensor(v).view(1, 3, 1, 1) for v in backbone_mean_std(backbone))
+    x, y = _tensors(splits.labeled.paths, size), torch.from_numpy(splits.labeled.labels)
+    xv, yv = _tensors(splits.val.paths, size), torch.from_numpy(splits.val.labels)
+    xt, yt = _tensors(splits.test.paths, size), torch.from_numpy(splits.test.labels)
+    epochs, batch = int(cfg.trainer.max_epochs), int(cfg.data.batch_size)
+    steps = epochs * -(-len(x) // batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+
+    def macro_f1(images: torch.Tensor, labels: torch.Tensor) -> float:
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model((b.float() - mean) / std) for b in images.split(256)])
+        return float(MulticlassF1Score(NUM_CLASSES, average="macro")(logits, labels))
+
+    best, best_state = -1.0, None
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x), generator=g).split(batch):
+            xb = (_augment(x[idx], g, pad=max(1, size // 16)).float() - mean) / std
+            loss = F.cross_entropy(model(xb), y[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        score = macro_f1(xv, yv)
+        if score > best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return {"val": best, "test": macro_f1(xt, yt)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--timm-head", action="store_true", help="fer-train with timm's head init")
+    p.add_argument("--tiny", action="store_true", help="one seed, tiny data (smoke test)")
+    p.add_argument("overrides", nargs="*", help="fer-train overrides for both sides' data/model")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = list(args.overrides)
+    if args.tiny:
+        seeds = seeds[:1]
+        overrides = [*TINY, "data.image_size=32", "trainer.max_epochs=1", *overrides]
+    rows, diffs = [], []
+    with tempfile.TemporaryDirectory(prefix="fer-parity-") as name:
+        tmp = Path(name)
+        data_dir = tmp / "data" if args.tiny else REPO / "data"
+        overrides = [f"paths.data_dir={data_dir}", *overrides]
+        for i, seed in enumerate(seeds):
+            cfg = compose_run([f"seed={seed}", *overrides], tiny=False, tmp=tmp)
+            order = ["fer", "plain"] if i % 2 == 0 else ["plain", "fer"]
+            got = {}
+            for side in order:
+                if side == "fer":
+                    got[side] = fer_train(seed, tmp, overrides, args.timm_head)
+                else:
+                    got[side] = plain_finetune(cfg, seed)
+            diff = got["fer"]["test"] - got["plain"]["test"]
+            diffs.append(diff)
+            rows.append(
+                [seed, f"{100 * got['fer']['val']:.1f}", f"{100 * got['fer']['test']:.1f}",
+                 f"{100 * got['plain']['val']:.1f}", f"{100 * got['plain']['test']:.1f}",
+                 f"{100 * diff:+.1f}"]
+            )  # fmt: skip
+    head = "timm's fresh-head init" if args.timm_head else "zero-initialised head"
+    print(f"fer-train teacher ({head}) vs plain fine-tune; overrides: {' '.join(overrides)}")
+    print("macro-F1 in %: best validation epoch, and test at that epoch\n")
+    print(table(["seed", "fer val", "fer test", "plain val", "plain test", "fer - plain"], rows))
+    mean = statistics.mean(diffs)
+    print(
+        f"\nfer - plain test macro-F1: mean {100 * mean:+.1f} points, range "
+        f"{100 * min(diffs):+.1f} to {100 * max(diffs):+.1f} (goal >= 0: "
+        f"{'PASS' if mean >= 0 else 'MISS'})"
+    )
+
+
+if __name__ == "__main__":
+    main()

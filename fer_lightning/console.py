@@ -1,0 +1,37 @@
+"""A readable console: third-party messages we cannot act on are filtered, one by one.
+
+Each filter names the exact message, so anything new or actionable still shows; our own
+log lines, Lightning's progress bars and its other messages are untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# (module of the warning, the start of its message): raised by libraries we pin, not by us
+_WARNINGS = (
+    # Lightning's pytree helper uses an API torch deprecated; once per fit, nothing to do
+    (r"pytorch_lightning\.utilities\._pytree", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+_RANK_ZERO_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+)
+
+
+class _DropAdvert(logging.Filter):
+    """Lightning's per-fit "try installing litlogger" advertisement."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def quiet_third_party() -> None:
+    """Install the filters (idempotent)."""
+    for module, message in _WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module)
+    for name in _RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdvert) for f in logger.filters):
+            logger.addFilter(_DropAdvert())
