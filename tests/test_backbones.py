@@ -10,7 +10,7 @@ import pytest
 import timm
 import torch
 
-from fer_lightning.data.synthetic import render_face
+from fer_lightning.data.synthetic_faces import render_face
 from fer_lightning.errors import ConfigError
 from fer_lightning.models.backbones import backbone_mean_std, create_backbone
 from fer_lightning.models.classifier import FERClassifier

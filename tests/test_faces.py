@@ -14,14 +14,8 @@ import yaml
 
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.photos import render_photo
-from fer_lightning.data.synthetic import (
-    _INTENSITY_BETA,
-    _STREAM_IMAGE,
-    _rng,
-    _split_labels,
-    render_face,
-    render_face_with_landmarks,
-)
+from fer_lightning.data.synthetic import _INTENSITY_BETA, _STREAM_IMAGE, _rng, _split_labels
+from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
 from fer_lightning.faces.align import FaceTemplate, align_face, similarity_to
 from fer_lightning.faces.detect import HaarDetector, MTCNNDetector
 

@@ -15,7 +15,7 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 from fer_lightning.data.images import read_rgb
-from fer_lightning.data.synthetic import render_face, render_face_with_landmarks
+from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import CheckpointError

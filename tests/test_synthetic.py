@@ -12,12 +12,8 @@ from PIL import Image
 
 from fer_lightning.cli.synth import main as synth_main
 from fer_lightning.data import synthetic
-from fer_lightning.data.synthetic import (
-    SyntheticRafdb,
-    class_counts,
-    generate_rafdb,
-    render_face,
-)
+from fer_lightning.data.synthetic import SyntheticRafdb, class_counts, generate_rafdb
+from fer_lightning.data.synthetic_faces import render_face
 from fer_lightning.emotions import EMOTIONS, RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS
 
 LABELS = "basic/EmoLabel/list_patition_label.txt"

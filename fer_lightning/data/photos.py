@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer_lightning.data.synthetic import render_face_with_landmarks
+from fer_lightning.data.synthetic_faces import render_face_with_landmarks
 from fer_lightning.emotions import NUM_CLASSES
 
 # the drawn head (face, hair, neck) inside a render, as an ellipse in units of its side
