@@ -32,7 +32,7 @@ SCARCE = ("fear", "disgust", "anger")
 
 def run(seed: int, log_dir: Path, overrides: list[str]) -> tuple[list[dict], float]:
     """One demo run: its rows (teacher, students) and wall time."""
-    run_dir = log_dir / f"seed={seed}"
+    run_dir = log_dir / f"seed_{seed}"
     command = [
         sys.executable,
         "-m",

@@ -130,17 +130,17 @@ def make_cases(tiny: bool) -> dict[str, Case]:
     """The benchmark's cases; ``tiny`` shrinks them to seconds (same code paths)."""
     if tiny:
         small = [
-            "data.source.n_train=200",
-            "data.source.n_test=60",
+            "data.source.n_train=120",
+            "data.source.n_test=30",
             "data.source.workers=1",
             "data.image_size=32",
             "data.batch_size=16",
             "data.num_workers=2",
-            "trainer.max_epochs=3",
+            "trainer.max_epochs=2",
         ]
         return {
-            "demo": Case("demo", 260, [*small, "pseudo_label.rounds=0"]),
-            "15k": Case("15k", 260, [*small, "pseudo_label.rounds=1"]),
+            "demo": Case("demo", 150, [*small, "pseudo_label.rounds=0"]),
+            "15k": Case("15k", 150, [*small, "pseudo_label.rounds=1"]),
         }
     return {
         "demo": Case("demo", 4000, []),

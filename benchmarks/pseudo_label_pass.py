@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from fer_lightning.callbacks.pseudo_label import predict_probs
+from fer_lightning.pseudo.step import predict_probs
 
 from harness import (
     WARMUP_BATCHES,

@@ -9,13 +9,15 @@ options) and are called from here, so there is one entry point and one rule each
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fer_lightning.data.image_cache import CACHE_MODES
 from fer_lightning.data.images import check_on_corrupt
 from fer_lightning.data.splits import validate_protocol
 from fer_lightning.data.transforms import check_augment
@@ -112,6 +114,13 @@ def _check_data(data: Mapping[str, Any]) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_augment(dict(data.get("augment") or {}), "data.augment")
+    if data.get("augment_size") is not None:
+        _int("data.augment_size", data["augment_size"], MIN_IMAGE_SIZE)
+    if data.get("cache", "none") not in CACHE_MODES:
+        raise ConfigError(f"data.cache={data['cache']!r}: must be one of {', '.join(CACHE_MODES)}")
+    limit = data.get("cache_max_gib", 4.0)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+        raise ConfigError(f"data.cache_max_gib={limit!r}: must be a number > 0")
 
 
 def _check_model(model: Mapping[str, Any]) -> None:
@@ -154,6 +163,37 @@ def _check_trainer(trainer: Mapping[str, Any]) -> None:
             f"trainer.accelerator={accelerator}: this machine has no CUDA device; "
             "use trainer=cpu (or trainer.accelerator=auto)"
         )
+
+
+# What a study role (conf/study/) implies, over any value from the command line: a
+# study's label budget given there must not leak into its ceiling, nor rounds into its
+# baseline. Strategy roles only pick the pseudo_label group.
+STUDY_ROLES: dict[str, dict[str, Any]] = {
+    "baseline": {"pseudo_label.rounds": 0},
+    "ceiling": {
+        "data.labels_per_class": None,
+        "data.label_fraction": None,
+        "data.unlabeled_dir": None,
+        "pseudo_label.rounds": 0,
+    },
+}
+
+
+def apply_study_role(cfg: DictConfig) -> None:
+    """Set what ``cfg.study``'s role implies (in place), before anything reads the config."""
+    role = cfg.get("study")
+    if role is None:
+        return
+    presets = {
+        p.stem
+        for p in importlib.resources.files("fer_lightning.conf").joinpath("study").iterdir()
+        if p.name.endswith(".yaml")
+    }
+    if role not in presets:
+        raise ConfigError(f"study={role!r}: must be one of {', '.join(sorted(presets))}")
+    with open_dict(cfg):
+        for key, value in STUDY_ROLES.get(role, {}).items():
+            OmegaConf.update(cfg, key, value, force_add=True)
 
 
 def validate_train(cfg: DictConfig) -> PseudoLabelConfig:

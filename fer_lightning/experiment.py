@@ -85,6 +85,15 @@ def settings(cfg: DictConfig, ignore: Sequence[str] = RUNTIME_KEYS) -> dict[str,
     return flat
 
 
+# the seed and what copies it: runs that differ only here are one configuration's repeats
+SEED_KEYS = ("seed", "data.seed", "data.split_seed")
+
+
+def group_key(values: Mapping[str, Any]) -> str:
+    """The configuration of a run less its seed, hashed: the report groups runs by it."""
+    return digest({k: v for k, v in values.items() if k not in SEED_KEYS})
+
+
 def digest(values: Any, length: int = 16) -> str:
     """A short, stable hash of JSON-able ``values``."""
     blob = json.dumps(values, sort_keys=True, default=str)

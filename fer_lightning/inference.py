@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from fer_lightning.data.images import IMAGE_EXTENSIONS, read_rgb
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
-from fer_lightning.errors import DataError
+from fer_lightning.errors import ConfigError, DataError
 from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
 from fer_lightning.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from fer_lightning.faces.draw import draw_faces
@@ -37,6 +37,7 @@ BOX_COLUMNS = ("face", "x", "y", "w", "h")
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
 # a detected face's columns: its box, the detector's score, its five landmarks
 FACE_COLUMNS = (*BOX_COLUMNS, "score", *LANDMARK_COLUMNS)
+FACE_SIZE = 100  # RAF-DB's aligned faces: the size crops are brought to without a template
 # per-row outcome: predicted, image without a detected face, file that cannot be decoded
 STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
 
@@ -62,10 +63,10 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
                 Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()
             )
         else:
-            raise FileNotFoundError(f"inputs={spec}: no such file or folder")
+            raise ConfigError(f"inputs={spec}: no such file or folder")
     found = list(dict.fromkeys(found))  # a file named twice is predicted once
     if not found:
-        raise ValueError(f"inputs={inputs}: no images found")
+        raise ConfigError(f"inputs={inputs}: no images found")
     return found
 
 
@@ -174,18 +175,21 @@ def predict_files(
     """One row per image (or per detected face) with the emotion, confidence and probabilities.
 
     With a ``detector``, each face is aligned onto ``template`` (None: the square crop
-    with ``face_margin``), then resized to the model's input size like a training image.
+    with ``face_margin``). As in training, the CPU brings faces to ``min(image size,
+    face size)`` (the template's size, RAF-DB's 100 px) and the model resizes them to its
+    input size on the device.
     Unreadable files get a row with status ``unreadable`` and a warning; they never
     stop the batch.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device)
     model = model.to(device).eval()
     image_size = model.hparams.image_size
     if not image_size:
         raise ValueError("the checkpoint records no training image size (hparams.image_size)")
-    transform = eval_transform(image_size)
+    face_size = template.size if template is not None else FACE_SIZE
+    transform = eval_transform(min(image_size, face_size))
     if template is not None and detector is not None and not detector.gives_landmarks:
         log.warning(
             "%s gives no landmarks: its faces are square crops (face_margin), not aligned",

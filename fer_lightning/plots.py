@@ -47,7 +47,8 @@ def threshold_figure(
 ) -> Figure:
     """A metric against the pseudo-label threshold, one line per series.
 
-    Runs sharing a threshold (e.g. seeds) are each drawn as a dot; the line joins their means.
+    Runs sharing a threshold (e.g. seeds) are each drawn as a dot; the line joins their
+    means, with error bars of one standard deviation where there are several.
     """
     xs = np.asarray(thresholds, dtype=np.float64)
     grid = np.unique(xs)
@@ -55,8 +56,9 @@ def threshold_figure(
     for label, values in series.items():
         ys = np.asarray(values, dtype=np.float64)
         means = [np.nanmean(ys[xs == x]) for x in grid]
-        (line,) = ax.plot(grid, means, marker="o", label=label)
-        ax.scatter(xs, ys, color=line.get_color(), alpha=0.4, s=14)
+        stds = [np.nanstd(ys[xs == x], ddof=1) if (xs == x).sum() > 1 else 0.0 for x in grid]
+        line = ax.errorbar(grid, means, yerr=stds, marker="o", capsize=3, label=label)
+        ax.scatter(xs, ys, color=line.lines[0].get_color(), alpha=0.4, s=14)
     ax.set_xlabel("pseudo-label confidence threshold")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -68,15 +70,28 @@ def threshold_figure(
 
 
 def grouped_bars_figure(
-    labels: Sequence[str], series: Mapping[str, Sequence[float]], title: str = "", ylabel: str = ""
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    title: str = "",
+    ylabel: str = "",
+    errors: Mapping[str, Sequence[float]] | None = None,
+    lines: Mapping[str, float] | None = None,
 ) -> Figure:
-    """Side-by-side bars per label, one colour per series, values printed on the bars."""
+    """Side-by-side bars per label, one colour per series, values printed on the bars.
+
+    ``errors`` (per series) draws error bars; ``lines`` draws labelled horizontal lines
+    (e.g. a baseline and a ceiling).
+    """
     x = np.arange(len(labels))
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, (name, values) in enumerate(series.items()):
-        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        yerr = None if errors is None else errors.get(name)
+        offset = (i - (len(series) - 1) / 2) * width
+        bars = ax.bar(x + offset, values, width, label=name, yerr=yerr, capsize=3)
+        ax.bar_label(bars, fmt="%.1f" if errors else "%.0f", fontsize=7)
+    for (name, value), style in zip((lines or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.legend()

@@ -22,13 +22,23 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
-from fer_lightning.experiment import job_dirname
+from fer_lightning.experiment import group_key, job_dirname
+from fer_lightning.groups import (
+    BASELINE,
+    CEILING,
+    Group,
+    ceiling_of,
+    group_runs,
+    is_study,
+    mean_std,
+)
 from fer_lightning.io import atomic_path
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
 from fer_lightning.results import _pct
 from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
 REPORT_CSV = "report.csv"
+GROUPS_CSV = "groups.csv"  # one row per configuration less the seed (groups.py)
 
 
 class NoRunsError(ValueError):
@@ -52,6 +62,9 @@ class RunSummary:
     student_rounds: int | None = None  # configured pseudo_label.rounds; None without a config
     rounds: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""  # the name without the overrides all compared runs share
+    seed: int | None = None
+    role: str | None = None  # the study role (baseline, a strategy, ceiling), if any
+    group: str = ""  # digest of the experiment settings less the seed (groups.py)
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name
@@ -106,6 +119,15 @@ def _run_name(run_dir: Path, overrides: list[str]) -> str:
     return job_dirname(overrides, naming.get("exclude_keys") or []) if overrides else run_dir.name
 
 
+def _group_key(layout: RunDir, run: RunSummary) -> str:
+    """The run's settings less the seed, hashed; without a record, its name less the seed."""
+    try:
+        recorded = json.loads(layout.record.read_text())["settings"]
+    except (OSError, ValueError, KeyError):
+        return "name:" + ",".join(i for i in run.name.split(",") if not i.startswith("seed="))
+    return group_key(recorded)
+
+
 def _reason(err: Exception) -> str:
     return f"no {err.args[0]!r}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
 
@@ -127,6 +149,8 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
         if cfg is None:
             problems.append("missing .hydra/config.yaml")
         else:
+            run.seed = cfg.get("seed")
+            run.role = cfg.get("study")
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
             threshold = pseudo.get("threshold")
@@ -135,6 +159,7 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
         problems.append(f".hydra/config.yaml: {_reason(err)}")
 
     layout = RunDir(run_dir)
+    run.group = _group_key(layout, run)
     finished, running = layout.finished_rounds()
     for k in finished:
         try:
@@ -194,6 +219,9 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run": run.label,
         "status": run.status,
+        "seed": run.seed,
+        "role": run.role,
+        "group": run.group,
         "final_round": final.get("round"),
         "student_rounds": run.student_rounds,
         "threshold": run.threshold,
@@ -310,18 +338,67 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def group_plots(groups: Sequence[Group]) -> dict[str, Figure]:
+    """Per-emotion change bars and macro-F1 per group (baseline, ceiling as lines)."""
+    figures: dict[str, Figure] = {}
+    compared = [g for g in groups if g.done and g.role not in (CEILING, BASELINE)]
+    if compared:
+        figures["per_emotion_change"] = grouped_bars_figure(
+            EMOTIONS,
+            {
+                g.label: [100 * mean_std(g.paired(f"test_f1_{e}"))[0] for e in EMOTIONS]
+                for g in compared
+            },
+            title="Test F1 change per emotion, student - baseline (mean ± std over seeds)",
+            ylabel="F1 change (points)",
+            errors={
+                g.label: [100 * mean_std(g.paired(f"test_f1_{e}"))[1] for e in EMOTIONS]
+                for g in compared
+            },
+        )
+    done = [g for g in groups if g.done]
+    if done:
+        lines = {}
+        base = next((g for g in done if g.role == BASELINE), None)
+        if base is not None:
+            lines["baseline"] = 100 * base.stat("final", "test_macro_f1")[0]
+        top = ceiling_of(groups)
+        if top is not None:
+            lines["ceiling (all labels)"] = 100 * top.stat("final", "test_macro_f1")[0]
+        figures["macro_f1_per_group"] = grouped_bars_figure(
+            [g.label for g in done],
+            {"final test macro-F1": [100 * g.stat("final", "test_macro_f1")[0] for g in done]},
+            title="Macro-F1 per configuration (mean ± std over seeds)",
+            ylabel="test macro-F1 (%)",
+            errors={
+                "final test macro-F1": [100 * g.stat("final", "test_macro_f1")[1] for g in done]
+            },
+            lines=lines,
+        )
+    return figures
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def write_report(runs: Sequence[RunSummary], out_dir: str | os.PathLike) -> list[Path]:
     """report.csv plus the PNG plots (threshold curve; per-emotion F1 and confusion matrices
     of the best run by validation macro-F1), each written atomically; returns the paths."""
     if not runs:
         raise NoRunsError("no runs to report")
     out_dir = Path(out_dir)
-    rows = [summary_row(r) for r in runs]
-    with atomic_path(out_dir / REPORT_CSV) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    written = [out_dir / REPORT_CSV]
+    written = [_write_csv(out_dir / REPORT_CSV, [summary_row(r) for r in runs])]
+    groups = group_runs(runs)
+    if is_study(groups):
+        ceiling = ceiling_of(groups)
+        written.append(_write_csv(out_dir / GROUPS_CSV, [g.summary(ceiling) for g in groups]))
+        for name, group_fig in group_plots(groups).items():
+            written.append(_save(group_fig, out_dir / f"{name}.png"))
     fig = threshold_plot(runs)
     if fig is not None:
         written.append(_save(fig, out_dir / "macro_f1_vs_threshold.png"))

@@ -21,6 +21,7 @@ from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
 from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import model_seed
+from fer_lightning.experiment import group_key, settings
 from fer_lightning.models.checkpoints import load_classifier, load_weights
 from fer_lightning.pseudo.manifest import read_pseudo_manifest
 from fer_lightning.pseudo.step import PseudoLabelStep
@@ -129,7 +130,12 @@ class Rounds:
             self.step.produce(k, self.dm, lambda: load_classifier(best))
 
     def _finish(self) -> list[dict]:
-        base = {"labeled": len(self.dm.splits.labeled), "seed": int(self.cfg.seed)}
+        base = {
+            "labeled": len(self.dm.splits.labeled),
+            "seed": int(self.cfg.seed),
+            "group": group_key(settings(self.cfg)),  # the configuration less the seed
+            "study": self.cfg.get("study"),
+        }
         rows = []
         for k in range(self.pseudo.rounds + 1):
             row = self.run.round_row(k)

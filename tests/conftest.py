@@ -15,6 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from checkpoints import make_checkpoint  # noqa: E402
+
 from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train  # noqa: E402
 from layouts import RAF_TEST, RAF_TRAIN, make_rafdb  # noqa: E402
 
@@ -88,3 +90,23 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> Sweep:
         *fixed,
     ]
     return Sweep(tmp / "sweep", args, fer("train", args))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A FERClassifier checkpoint (32 px MobileNet V1) after one optimiser step."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> tuple:
+    """fer-export of the tiny checkpoint (the exporter takes seconds: done once): (file, output)."""
+    tmp = tmp_path_factory.mktemp("export")
+    out = tmp / "model" / "fer.onnx"
+    args = [f"ckpt_path={tiny_checkpoint}", f"output={out}", f"hydra.run.dir={tmp / 'hydra'}"]
+    return out, fer("export", args)
+
+
+@pytest.fixture(scope="session")
+def exported_onnx(onnx_export: tuple) -> Path:
+    return onnx_export[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from unittest.mock import patch
 
 import albumentations as A
 import numpy as np
@@ -14,6 +13,7 @@ from albumentations.pytorch import ToTensorV2
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
+from fer_lightning.errors import ConfigError
 
 from layouts import make_rafdb
 
@@ -59,10 +59,10 @@ def test_loaders_yield_uint8_images_and_one_hot_targets(raf, tmp_path):
     dm = _dm(raf, tmp_path)
     dm.setup("fit")
     x, target, weight = next(iter(dm.train_dataloader()))
-    assert x.shape == (8, 3, 24, 24) and x.dtype == torch.uint8
+    assert x.shape == (8, 3, 16, 16) and x.dtype == torch.uint8  # the faces' own 16 px
     assert torch.all(target.sum(1) == 1) and torch.all(weight == 1)
     xv, tv, _ = next(iter(dm.val_dataloader()))
-    assert xv.shape[1:] == (3, 24, 24) and xv.dtype == torch.uint8 and tv.shape[1] == 7
+    assert xv.shape[1:] == (3, 16, 16) and xv.dtype == torch.uint8 and tv.shape[1] == 7
 
 
 def test_seeded_augmentations_are_reproducible_and_independent():
@@ -75,14 +75,15 @@ def test_seeded_augmentations_are_reproducible_and_independent():
     image[:4, :4] = 255  # a bright top-left corner: its position tells which flips ran
     flips = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), ToTensorV2()])
     dataset = TrainingDataset(
-        np.array(["face.png"] * 64), one_hot(np.zeros(64, int)), np.ones(64), flips
+        np.array(["face.png"] * 64),
+        one_hot(np.zeros(64, int)),
+        np.ones(64),
+        flips,
+        read=lambda path: image,
     )
 
     def corners(seed: int) -> list[tuple[int, ...]]:
-        with patch("fer_lightning.data.dataset.read_rgb", return_value=image):
-            return [
-                tuple((dataset[(i, seed)][0][0] == 255).nonzero()[0].tolist()) for i in range(64)
-            ]
+        return [tuple((dataset[(i, seed)][0][0] == 255).nonzero()[0].tolist()) for i in range(64)]
 
     first = corners(7)
     assert corners(7) == first and corners(8) != first
@@ -127,3 +128,46 @@ def test_missing_split_names_the_keys(raf, tmp_path):
     dm = _dm(raf, tmp_path, test_split="valid", splits_dir=None)
     with pytest.raises(ValueError, match="split 'valid' not found.*data.test_split"):
         dm.setup("test")
+
+
+def test_pipelines_work_at_the_images_own_size_and_the_model_resizes(raf, tmp_path):
+    """16 px faces for a 24 px model: loaders yield 16 px, the model sees 24 px."""
+    dm = _dm(raf, tmp_path)
+    dm.setup("fit")
+    assert dm.work_size() == 16
+    x, _, _ = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, 16, 16)
+    assert tuple(next(iter(dm.val_dataloader()))[0].shape[1:]) == (3, 16, 16)
+    from fer_lightning.models.classifier import FERClassifier
+
+    model = FERClassifier(image_size=24)
+    assert tuple(model.normalize(x).shape[1:]) == (3, 24, 24)
+    small = _dm(raf, tmp_path, image_size=12, splits_dir=str(tmp_path / "b"))
+    small.setup("fit")
+    assert small.work_size() == 12  # larger faces than the model: shrunk on the CPU
+    fixed = _dm(raf, tmp_path, augment_size=24, splits_dir=str(tmp_path / "c"))
+    fixed.setup("fit")
+    assert fixed.work_size() == 24
+
+
+def test_memory_cache_serves_the_same_images_and_refuses_a_set_over_its_limit(
+    raf, tmp_path, caplog
+):
+    on_disk = _dm(raf, tmp_path)
+    cached = _dm(raf, tmp_path, cache="memory")
+    for dm in (on_disk, cached):
+        dm.setup("fit")
+    with caplog.at_level("INFO", logger="fer_lightning"):
+        a, b = on_disk.train_dataset(), cached.train_dataset()
+    n = sum(TRAIN) + sum(TEST)
+    assert f"image cache: {n} images of 16x16 px in memory" in caplog.text
+    for i in range(3):
+        torch.testing.assert_close(a[(i, 7)][0], b[(i, 7)][0])  # same seed, same augmentation
+    pool = on_disk.unlabeled_paths()
+    assert torch.equal(
+        next(iter(on_disk.predict_loader(pool)))[0], next(iter(cached.predict_loader(pool)))[0]
+    )
+    tiny = _dm(raf, tmp_path, cache="memory", cache_max_gib=1e-6, splits_dir=str(tmp_path / "d"))
+    tiny.setup("fit")
+    with pytest.raises(ConfigError, match=r"data.cache=memory: 60 images of 16x16 px need"):
+        tiny.train_dataset()

@@ -10,27 +10,16 @@ import onnxruntime as ort
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_predict import make_checkpoint
 
 from fer_lightning.cli.export import export
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.export import INPUT_NAME, OUTPUT_NAME
 from fer_lightning.models.checkpoints import load_classifier
 
-from cli import run
 
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export")
-    ckpt = make_checkpoint(tmp / "tiny.ckpt")
-    out = tmp / "model" / "fer.onnx"
-    proc = run(
-        "export",
-        [f"ckpt_path={ckpt}", f"output={out}", f"hydra.run.dir={tmp / 'hydra'}"],
-        tmp,
-    )
-    return ckpt, out, proc
+@pytest.fixture
+def exported(tiny_checkpoint, onnx_export):
+    return tiny_checkpoint, *onnx_export
 
 
 def test_onnx_matches_pytorch_for_any_batch_size(exported):
@@ -58,6 +47,7 @@ def test_onnx_metadata_describes_the_input_and_labels(exported):
     assert meta["image_size"] == "32"
     assert meta["input"].startswith("uint8 NCHW RGB")
     assert meta["output"].startswith("softmax probabilities")
+    assert meta["tta_flip"] == "false" and meta["backbone"] == "mobilenetv1_100"
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert not dims[0].HasField("dim_value")  # dynamic batch axis
     assert [d.dim_value for d in dims[1:]] == [3, 32, 32]

@@ -12,47 +12,23 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from torch.utils.data import DataLoader, TensorDataset
+from checkpoints import fit_and_save
 
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import CheckpointError
-from fer_lightning.export import export_onnx
 from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
 from fer_lightning.faces.detect import LANDMARK_NAMES
 from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inputs
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
-from cli import run
+from cli import fer
 
 FACE_BOX = (130, 60, 100, 100)  # where the test photo's face is pasted: x, y, w, h
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def fit_and_save(module: pl.LightningModule, path: Path, batch: tuple[torch.Tensor, ...]) -> Path:
-    """One optimiser step through the real Lightning loop, then a real checkpoint."""
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, DataLoader(TensorDataset(*batch), batch_size=len(batch[0])))
-    trainer.save_checkpoint(path)
-    return path
-
-
-def make_checkpoint(path: Path) -> Path:
-    """A tiny FERClassifier (32 px MobileNet V1) checkpoint."""
-    targets = torch.eye(len(EMOTIONS))[torch.arange(4) % len(EMOTIONS)]
-    batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), targets, torch.ones(4))
-    return fit_and_save(FERClassifier(backbone="mobilenetv1_100", image_size=32), path, batch)
 
 
 def background(rng: np.random.Generator, height: int = 240, width: int = 320) -> np.ndarray:
@@ -73,9 +49,9 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+@pytest.fixture
+def ckpt(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +67,15 @@ def faces(tmp_path_factory) -> Path:
 
 def predict(tmp: Path, ckpt: Path, inputs: str, *extra: str, check: bool = True):
     out = tmp / "pred.csv"
-    proc = run(
-        "predict",
-        [
-            f"ckpt_path={ckpt}",
-            f"inputs='{inputs}'",
-            f"output={out}",
-            f"hydra.run.dir={tmp / 'hydra'}",
-            "batch_size=2",
-            *extra,
-        ],
-        tmp,
-        check,
-    )
-    return proc, out
+    args = [
+        f"ckpt_path={ckpt}",
+        f"inputs='{inputs}'",
+        f"output={out}",
+        f"hydra.run.dir={tmp / 'hydra'}",
+        "batch_size=2",
+        *extra,
+    ]
+    return fer("predict", args, check), out
 
 
 def assert_predicted(row: dict[str, str]) -> None:
@@ -139,7 +110,7 @@ def test_predict_folder_reports_unreadable_files_and_goes_on(tmp_path, ckpt, fac
         assert_predicted(rows[name])
     assert "4 predictions from 5 files" in proc.stdout
     assert "unreadable: 1 (" in proc.stdout  # the summary
-    assert f"WARNING] - skipping {faces / 'broken.jpg'}" in proc.stdout + proc.stderr
+    assert f"WARNING] - skipping {faces / 'broken.jpg'}" in proc.output
 
 
 def test_predict_glob(tmp_path, ckpt, faces):
@@ -203,10 +174,10 @@ def test_mtcnn_finds_aligns_and_reports_faces(tmp_path, ckpt, photos):
     assert empty["score"] == "" and empty[LANDMARK_COLUMNS[0]] == ""
     assert rows["broken.jpg"]["status"] == "unreadable"
     assert "no face found: 1" in proc.stdout and "unreadable: 1" in proc.stdout
-    assert f"WARNING] - skipping {folder / 'broken.jpg'}" in proc.stdout + proc.stderr
+    assert f"WARNING] - skipping {folder / 'broken.jpg'}" in proc.output
 
 
-def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos):
+def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos, exported_onnx):
     """fer-predict = align onto the template, resize as in training, the model (or ONNX).
 
     Alignment happens before the model, so the exported ONNX graph is unchanged: fed the
@@ -222,8 +193,7 @@ def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos):
     got = np.array([float(row[c]) for c in PROB_COLUMNS])
     model = load_classifier(ckpt)
     assert np.abs(model.predict_probs(x)[0].numpy() - got).max() < 1e-3  # CSV landmarks: 0.1 px
-    onnx_file = export_onnx(model, tmp_path / "fer.onnx")
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"])
     (probs,) = session.run(None, {"input": x.numpy()})
     assert np.abs(probs[0] - got).max() < 1e-3
 
@@ -237,7 +207,7 @@ def test_haar_and_none_still_work(tmp_path, ckpt, photos):
     assert iou(tuple(int(face[k]) for k in "xywh"), FACE_BOX) > 0.5
     assert face["score"] == "" and face[LANDMARK_COLUMNS[0]] == ""  # Haar gives neither
     assert rows["empty_room.png"]["status"] == "no_face"
-    assert "gives no landmarks: its faces are square crops" in proc.stdout + proc.stderr
+    assert "gives no landmarks: its faces are square crops" in proc.output
     _, out = predict(tmp_path, ckpt, str(folder / "*.png"), "detector=none")
     rows = read_rows(out)
     assert [Path(r["path"]).name for r in rows] == ["empty_room.png", "photo.png"]

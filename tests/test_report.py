@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,12 +38,17 @@ def make_run(
     threshold: float | None = 0.9,
     override_dirname: str | None = None,
     confusion: bool = False,
+    seed: int = 42,
+    settings: dict | None = None,
 ) -> Path:
     """A run with ``len(test_f1)`` finished rounds, as fer-train leaves it on disk."""
     pseudo = f"  rounds: {student_rounds}\n  strategy: threshold\n"
     if threshold is not None:
         pseudo += f"  threshold: {threshold}\n"
-    write_yaml(run_dir / ".hydra" / "config.yaml", f"seed: 42\npseudo_label:\n{pseudo}")
+    write_yaml(run_dir / ".hydra" / "config.yaml", f"seed: {seed}\npseudo_label:\n{pseudo}")
+    if settings is not None:
+        record = {"settings": {**settings, "seed": seed, "data.split_seed": seed}}
+        (run_dir / "experiment.json").write_text(json.dumps(record))
     write_yaml(run_dir / ".hydra" / "overrides.yaml", "".join(f"- {o}\n" for o in overrides))
     if override_dirname is not None:
         write_yaml(
@@ -92,8 +98,9 @@ def make_sweep(root: Path) -> Path:
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
-    """{run name: its cells} from the printed markdown table."""
-    rows = [line.strip("|").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
+    """{run name: its cells} from the first printed markdown table (the runs)."""
+    first = stdout[stdout.index("| run |") :].split("\n\n", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in first.splitlines() if line.startswith("| ")]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
@@ -198,3 +205,35 @@ def test_dir_without_runs_exits_2(
     err = capsys.readouterr().err
     reason = f"{empty} is not a directory" if missing else f"no runs under {empty}"
     assert err.startswith(f"fer-report: error: {reason}")
+
+
+def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    finals = {1: 0.70, 2: 0.74, 3: 0.72}
+    for seed, final in finals.items():
+        make_run(runs / f"seed={seed}", [f"seed={seed}"], test_f1=(0.60, final), student_rounds=1,
+                 seed=seed, settings={"pseudo_label.threshold": 0.9})  # fmt: skip
+    make_run(runs / "seed=4", ["seed=4"], test_f1=(0.61,), seed=4, student_rounds=1,
+             settings={"pseudo_label.threshold": 0.9})  # fmt: skip  # unfinished: no student
+    other = make_run(runs / "other", ["pseudo_label.threshold=0.5", "seed=1"], student_rounds=1,
+                     test_f1=(0.60, 0.9), settings={"pseudo_label.threshold": 0.5})  # fmt: skip
+
+    main([str(runs)])
+
+    printed = capsys.readouterr().out
+    groups = printed.split("Configurations over seeds", 1)[1].split("\n\n", 2)[1]
+    rows = {line.split(" | ")[0].strip("| "): line for line in groups.splitlines()[2:]}
+    assert len(rows) == 2  # the 0.5 run is not merged into the 0.9 seeds
+    mean, std = 100 * statistics.mean(finals.values()), 100 * statistics.stdev(finals.values())
+    seeds_row = next(line for name, line in rows.items() if name != "pseudo_label.threshold=0.5")
+    assert "| 3 (+1 left out) |" in seeds_row and f"{mean:.1f} ± {std:.1f}" in seeds_row
+    deltas = [100 * (f - 0.60) for f in finals.values()]
+    assert f"{statistics.mean(deltas):+.1f} ± {statistics.stdev(deltas):.1f}" in seeds_row
+    assert "| 3/3 |" in seeds_row
+    with open(runs / "groups.csv", newline="") as f:
+        by_n = {int(r["n"]): r for r in csv.DictReader(f)}
+    assert "seed=4 (incomplete)" in by_n[3]["left_out"] and by_n[3]["seeds"] == "1 2 3"
+    assert by_n[1]["group"].startswith("pseudo_label.threshold=0.5")
+    assert other.name == "other"

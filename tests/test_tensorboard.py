@@ -24,12 +24,11 @@ from urllib.request import ProxyHandler, Request, build_opener
 
 import pytest
 
-from cli import FAST, run
-from layouts import make_rafdb
+from cli import SWEEP_THRESHOLDS
 
 SWEPT = "pseudo_label.threshold"
-VALUES = (0.3, 0.6)
-JOBS = {f"{SWEPT}={v}": v for v in VALUES}  # job dir (hydra.job.override_dirname) -> value
+VALUES = SWEEP_THRESHOLDS
+JOBS: dict[str, float] = {}  # job dir -> threshold, from the session sweep (tb_sweep)
 ROUNDS = (0, 1)
 # every round run logs its final metrics; training curves only where a fit ran (the
 # teacher cache trains round 0 once per sweep, the other job logs its final metrics)
@@ -59,35 +58,11 @@ def _rounds_runs() -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> Path:
-    """fer-train -m over two thresholds; job dirs are ``<sweep>/pseudo_label.threshold=<v>``."""
-    tmp = tmp_path_factory.mktemp("tb")
-    root = make_rafdb(tmp / "raf", [6, 4, 4, 8, 6, 4, 6], [2, 2, 2, 2, 2, 2, 2])
-    fixed = [
-        "data=rafdb",
-        f"data.root={root}",
-        "data.label_fraction=0.5",
-        "pseudo_label.rounds=1",
-        *FAST,
-    ]
-    # override_dirname names the job dir: leave the fixed overrides (a path among them) out
-    exclude = [o.split("=", 1)[0] for o in fixed] + ["paths.log_dir", "paths.data_dir"]
-    out = tmp / "sweep"
-    run(
-        "train",
-        [
-            "-m",
-            f"{SWEPT}={','.join(map(str, VALUES))}",
-            f"hydra.sweep.dir={out}",
-            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(exclude)}]",
-            f"paths.log_dir={tmp / 'logs'}",
-            f"paths.data_dir={tmp / 'data'}",
-            *fixed,
-        ],
-        tmp,
-    )
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(JOBS)
-    return out
+def tb_sweep(sweep) -> Path:
+    """The session's two-job sweep (tests/conftest.py); fills JOBS with its job dirs."""
+    JOBS.update({job.name: value for value, job in sweep.jobs().items()})
+    assert sorted(JOBS.values()) == list(VALUES)
+    return sweep.dir
 
 
 def _free_port() -> int:
@@ -153,12 +128,12 @@ def _loaded(base: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server(sweep, tmp_path_factory) -> Iterator[str]:
+def server(tb_sweep, tmp_path_factory) -> Iterator[str]:
     """``tensorboard --logdir <sweep>`` on 127.0.0.1; yields its base URL once all is loaded."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("tb_server") / "tensorboard.log"
     binary = Path(sys.executable).parent / "tensorboard"
-    command = [str(binary), "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port)]
+    command = [str(binary), "--logdir", str(tb_sweep), "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -225,12 +200,12 @@ def test_runs_and_scalar_tags(server):
         assert ROUNDS_TAG in tags[name] and "rounds/pseudo_added" in tags[name]
 
 
-def test_scalar_series_read_back(server, sweep):
+def test_scalar_series_read_back(server, tb_sweep):
     # one series per request (GET), as a single-run chart asks for it
     for name in _rounds_runs():
         series = _get(server, "/data/plugin/scalars/scalars", run=name, tag=ROUNDS_TAG)
         assert [step for _, step, _ in series] == list(ROUNDS)
-        with open(sweep / name.split("/")[0] / "rounds.csv", newline="") as f:
+        with open(tb_sweep / name.split("/")[0] / "rounds.csv", newline="") as f:
             table = [float(r["test_macro_f1"]) for r in csv.DictReader(f)]
         values = [value for _, _, value in series]
         assert all(math.isfinite(v) and 0 <= v <= 1 for v in values)
@@ -249,7 +224,7 @@ def test_scalar_series_read_back(server, sweep):
         assert series, name
         wall, step, value = series[-1]
         assert math.isfinite(wall) and step >= 0 and math.isfinite(value)
-        assert value == pytest.approx(_metrics(sweep, name)["test/macro_f1"], rel=1e-6)
+        assert value == pytest.approx(_metrics(tb_sweep, name)["test/macro_f1"], rel=1e-6)
     student = next(r for r in runs if r.endswith("round_1"))
     train_loss = _get(server, "/data/plugin/scalars/scalars", run=student, tag="train/loss")
     assert train_loss and all(math.isfinite(v) for _, _, v in train_loss)
@@ -259,7 +234,7 @@ def test_hparams_experiment_lists_swept_hparam_and_metrics(server):
     experiment = _experiment(server)
     hparams = {h["name"]: h for h in experiment["hparamInfos"]}
     assert SWEPT in hparams and hparams[SWEPT]["type"] == "DATA_TYPE_FLOAT64"
-    assert {"seed", "model.backbone", "pseudo_label.rounds"} <= set(hparams)
+    assert {"seed", "study", "model.backbone", "pseudo_label.rounds"} <= set(hparams)
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"test/macro_f1", "val/best_macro_f1", "test/f1_fear"} <= metrics
 
@@ -273,7 +248,7 @@ def _sessions(server: str) -> dict[str, tuple[dict, dict]]:
     return out
 
 
-def test_hparams_session_groups_one_per_round_run(server, sweep):
+def test_hparams_session_groups_one_per_round_run(server, tb_sweep):
     def check():
         response = _session_groups(server)
         assert response["totalSize"] == len(_round_runs()) == len(response["sessionGroups"])
@@ -283,7 +258,7 @@ def test_hparams_session_groups_one_per_round_run(server, sweep):
             assert session["status"] == "STATUS_SUCCESS"
             metric = {m["name"]["tag"]: m for m in group["metricValues"]}["test/macro_f1"]
             assert math.isfinite(metric["value"])
-            own = _metrics(sweep, name)["test/macro_f1"]
+            own = _metrics(tb_sweep, name)["test/macro_f1"]
             assert metric["value"] == pytest.approx(own, rel=1e-6), name
         # the swept column, sorted ascending as asked, holds both values
         thresholds = [g["hparams"][SWEPT] for g in response["sessionGroups"]]
@@ -297,7 +272,7 @@ def test_hparams_session_groups_one_per_round_run(server, sweep):
     _eventually(check)
 
 
-def test_hparams_sessions_carry_their_own_jobs_config(server, sweep):
+def test_hparams_sessions_carry_their_own_jobs_config(server, tb_sweep):
     for name, (group, _) in _sessions(server).items():
         value, _ = _round_runs()[name]
         assert group["hparams"][SWEPT] == pytest.approx(value), name

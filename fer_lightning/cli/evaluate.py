@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.cli.common import CONFIG_DIR, user_errors
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.results import metrics_table
 
@@ -26,7 +26,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
-    return evaluate(cfg)["test/macro_f1"]
+    with user_errors("fer-eval"):
+        return evaluate(cfg)["test/macro_f1"]
 
 
 if __name__ == "__main__":

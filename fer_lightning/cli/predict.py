@@ -8,7 +8,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.cli.common import CONFIG_DIR, user_errors
 from fer_lightning.faces.align import FaceTemplate
 from fer_lightning.faces.detect import FaceDetector
 from fer_lightning.hardware import resolve_device
@@ -63,7 +63,8 @@ def predict(cfg: DictConfig) -> list[dict]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    predict(cfg)
+    with user_errors("fer-predict"):
+        predict(cfg)
 
 
 if __name__ == "__main__":

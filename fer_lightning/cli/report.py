@@ -6,6 +6,13 @@ import argparse
 from collections import Counter
 from collections.abc import Sequence
 
+from fer_lightning.groups import (
+    best_by_validation,
+    emotion_changes_table,
+    group_runs,
+    groups_table,
+    is_study,
+)
 from fer_lightning.report import (
     NoRunsError,
     best_run,
@@ -48,6 +55,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"best run by validation macro-F1: {best.label} "
             f"(round {best.final['round']}, val {100 * best.final['val_macro_f1']:.1f})"
         )
+    groups = group_runs(runs)
+    if is_study(groups):
+        print("\nConfigurations over seeds (test split, %, mean ± std over the finished runs; "
+              "final - teacher is paired per seed: each student against its own teacher, the "
+              "baseline's fit):\n")  # fmt: skip
+        print(groups_table(groups))
+        print("\nTest F1 change per emotion, student - baseline (points, mean ± std):\n")
+        print(emotion_changes_table(groups))
+        chosen = best_by_validation(groups)
+        if chosen is not None:
+            val = chosen.stat("final", "val_macro_f1")
+            print(
+                f"\nbest configuration by validation macro-F1 (never test): {chosen.label} "
+                f"(val {100 * val[0]:.1f} ± {100 * val[1]:.1f}, n={len(chosen.done)})"
+            )
+
     for path in write_report(runs, args.out or args.dirs[0]):
         print(f"wrote {path}")
 

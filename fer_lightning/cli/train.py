@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.cli.common import CONFIG_DIR, user_errors
-from fer_lightning.config import validate_train
+from fer_lightning.config import apply_study_role, validate_train
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import settings
 from fer_lightning.results import metrics_table, rounds_reading, rounds_table
@@ -51,6 +51,7 @@ def _hydra_files(cfg: DictConfig) -> dict[str, str]:
 
 def train(cfg: DictConfig) -> list[dict]:
     """Check the config, own the run directory, run the rounds; returns the table rows."""
+    apply_study_role(cfg)
     pseudo = validate_train(cfg)
     run = RunDir(HydraConfig.get().runtime.output_dir)
     # DDP ranks > 0 are started by rank 0 inside its run: the directory is already owned

@@ -69,8 +69,10 @@ class TrainingDataset(Dataset):
         targets: np.ndarray,
         weights: np.ndarray,
         transform: Callable[..., dict],
+        read: Callable[[str], np.ndarray] = read_rgb,
     ) -> None:
         self.paths = np.asarray(paths, dtype=np.str_)
+        self.read = read  # the file (read_rgb) or the decoded-image cache
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float32))
         if not len(self.paths) == len(self.targets) == len(self.weights):
@@ -90,19 +92,25 @@ class TrainingDataset(Dataset):
             self.transform.set_random_state(
                 np.random.default_rng(item_seed), random.Random(item_seed)
             )
-        image = self.transform(image=read_rgb(str(self.paths[i])))["image"]
+        image = self.transform(image=self.read(str(self.paths[i])))["image"]
         return image, self.targets[i], self.weights[i]
 
 
 class PredictDataset(Dataset):
     """Yields ``(image, index)`` and nothing else: a pool's true labels cannot leak from here."""
 
-    def __init__(self, paths: np.ndarray, transform: Callable[..., dict]) -> None:
+    def __init__(
+        self,
+        paths: np.ndarray,
+        transform: Callable[..., dict],
+        read: Callable[[str], np.ndarray] = read_rgb,
+    ) -> None:
         self.paths = np.asarray(paths, dtype=np.str_)
         self.transform = transform
+        self.read = read
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(image=read_rgb(str(self.paths[i])))["image"], i
+        return self.transform(image=self.read(str(self.paths[i])))["image"], i

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from fer_lightning.errors import ConfigError
 from fer_lightning.hardware import resolve_device
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class MTCNNDetector:
         if self.batch_size < 1:
             problems.append(f"batch_size={self.batch_size} (>= 1)")
         if problems:
-            raise ValueError("detector (mtcnn): invalid " + "; ".join(problems))
+            raise ConfigError("detector (mtcnn): invalid " + "; ".join(problems))
 
     @functools.cached_property
     def _net(self) -> MTCNN:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -45,6 +46,11 @@ def warmup_cosine(
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return LambdaLR(optimizer, factor)
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images to ``size`` x ``size``: bilinear, antialiased (acting only when shrinking)."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
 
 
 def _metrics(prefix: str) -> MetricCollection:
@@ -143,13 +149,18 @@ class FERClassifier(pl.LightningModule):
             log.info("backbone compiled with torch.compile(%s)", options or "")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 images (0..255) to the float input the backbone's weights expect.
+        """uint8 images (0..255) of any size to the float input the backbone's weights expect.
 
-        Runs batched wherever the model runs, so loaders move bytes, not floats; the
-        layout change comes first, while the tensor is still one byte per value.
+        Runs batched wherever the model runs, so loaders move bytes, not floats: the
+        layout change comes first, while the tensor is still one byte per value, then the
+        resize to ``image_size`` (bilinear; antialiased when it shrinks), so the CPU
+        pipelines can work at the faces' own resolution.
         """
-        x = x.contiguous(memory_format=self.memory_format)
-        return (x.float() - self.input_mean) / self.input_std
+        x = x.contiguous(memory_format=self.memory_format).float()
+        size = self.hparams.image_size
+        if size and tuple(x.shape[-2:]) != (size, size):
+            x = resize(x, size)
+        return (x - self.input_mean) / self.input_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of uint8 RGB images ``[N, 3, H, W]``."""

@@ -1,0 +1,35 @@
+"""Tiny FERClassifier checkpoints written through the real Lightning loop (no data set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from fer_lightning.emotions import EMOTIONS
+from fer_lightning.models.classifier import FERClassifier
+
+
+def fit_and_save(module: pl.LightningModule, path: Path, batch: tuple[torch.Tensor, ...]) -> Path:
+    """One optimiser step through the real Lightning loop, then a real checkpoint."""
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(TensorDataset(*batch), batch_size=len(batch[0])))
+    trainer.save_checkpoint(path)
+    return path
+
+
+def make_checkpoint(path: Path) -> Path:
+    """A tiny FERClassifier (32 px MobileNet V1) checkpoint."""
+    targets = torch.eye(len(EMOTIONS))[torch.arange(4) % len(EMOTIONS)]
+    batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), targets, torch.ones(4))
+    return fit_and_save(FERClassifier(backbone="mobilenetv1_100", image_size=32), path, batch)
