@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 BOOKKEEPING_KEYS = (
     "paths",
     "hydra",
+    "logger",  # where and how the curves are logged
     "teacher_cache",
     "hparams_search",
     "data.num_workers",

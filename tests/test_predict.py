@@ -18,7 +18,7 @@ from fer_lightning.data.images import read_rgb
 from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
-from fer_lightning.errors import CheckpointError
+from fer_lightning.errors import CheckpointError, ConfigError
 from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
 from fer_lightning.faces.detect import LANDMARK_NAMES
 from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inputs
@@ -282,5 +282,5 @@ def test_empty_inputs_fail_clearly(tmp_path):
         collect_inputs(tmp_path)
     with pytest.raises(ValueError, match="no images found"):
         collect_inputs(str(tmp_path / "*.jpg"))
-    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+    with pytest.raises(ConfigError, match="no such file or folder"):
         collect_inputs(tmp_path / "missing")

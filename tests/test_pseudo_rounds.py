@@ -72,7 +72,7 @@ def test_pool_truth_never_reaches_training(two_rounds):
         run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
     ).eval()
     pool = Splits.load(run_dir / "splits").unlabeled
-    dataset = PredictDataset(pool.paths, eval_transform(32))
+    dataset = PredictDataset(pool.paths, eval_transform(16))  # the faces' own 16 px
     with torch.no_grad():
         x = torch.stack([dataset[i][0] for i in range(len(dataset))])
         predicted = teacher.predict_probs(x, flip=True).argmax(1).numpy()
@@ -123,7 +123,7 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
     teacher = FERClassifier.load_from_checkpoint(
         run_dir / "round_0" / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
     ).eval()
-    dataset = PredictDataset(pool.paths, eval_transform(32))
+    dataset = PredictDataset(pool.paths, eval_transform(16))  # the faces' own 16 px
     with torch.no_grad():
         x = torch.stack([dataset[i][0] for i in range(len(dataset))])
         probs = teacher.predict_probs(x, flip=True).numpy()

@@ -22,8 +22,8 @@ def study(tmp_path_factory, raf):
         [
             "-m",
             "experiment=study",
-            f"hydra.sweeper.params.study={','.join(ROLES)}",
-            f"hydra.sweeper.params.seed={','.join(map(str, SEEDS))}",
+            f"hydra.sweeper.params.study='{','.join(ROLES)}'",  # quoted: one value, not a sweep
+            f"hydra.sweeper.params.seed='{','.join(map(str, SEEDS))}'",
             f"hydra.sweep.dir={sweep}",
             f"paths.log_dir={tmp / 'logs'}",
             *raf_args(raf),
@@ -31,7 +31,7 @@ def study(tmp_path_factory, raf):
         ],
     )
     jobs = {}
-    for job in sweep.iterdir():
+    for job in (p for p in sweep.iterdir() if p.is_dir()):
         with open(job / "rounds.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         jobs[(rows[0]["study"], int(rows[0]["seed"]))] = (job, rows)
