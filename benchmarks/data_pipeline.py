@@ -110,7 +110,7 @@ def measure(size: int, epochs: int, tiny: bool, overrides: list[str]) -> list[ob
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__, repeats=False).parse_args(argv)
+    args = parser(__doc__).parse_args(argv)
     sizes = [32] if args.tiny else [int(s) for s in args.sizes.split(",")]
     epochs = 2 if args.tiny else args.epochs
     repeats = 1 if args.tiny else args.repeats

@@ -13,7 +13,6 @@ fear, disgust and anger F1 each up (means over the seeds).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.run_dir import RunDir
 
-from harness import REPO, TINY, table
+from harness import REPO, seeded_parser, seeds_and_overrides, table
 
 TEACHER_GOAL, DELTA_GOAL = 0.50, 0.03
 SCARCE = ("fear", "disgust", "anger")
@@ -57,16 +56,8 @@ def _mean(rows: list[list[dict]], index: int, key: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--tiny", action="store_true", help="one seed, tiny data (smoke test)")
-    p.add_argument("overrides", nargs="*", help="fer-train overrides, e.g. pseudo_label=threshold")
-    args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    overrides = list(args.overrides)
-    if args.tiny:
-        seeds = seeds[:1]
-        overrides = [*TINY, "data.image_size=32", "trainer.max_epochs=1", *overrides]
+    args = seeded_parser(__doc__).parse_args(argv)
+    seeds, overrides = seeds_and_overrides(args)
     results, times = [], []
     with tempfile.TemporaryDirectory(prefix="fer-demo-effect-") as tmp:
         # the data set is generated once, in the repo's data/ (as make demo does), not timed

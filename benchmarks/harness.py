@@ -53,6 +53,25 @@ def parser(
     return p
 
 
+def seeded_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Options of the benchmarks that train over seeds; fer-train overrides go after them."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--tiny", action="store_true", help="one seed, tiny data (smoke test)")
+    p.add_argument("overrides", nargs="*", help="fer-train overrides, e.g. pseudo_label=threshold")
+    return p
+
+
+def seeds_and_overrides(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The seeds to run and the fer-train overrides (the tiny set's first, with ``--tiny``)."""
+    seeds = [int(s) for s in args.seeds.split(",")]
+    overrides = list(args.overrides)
+    if args.tiny:
+        seeds = seeds[:1]
+        overrides = [*TINY, "data.image_size=32", "trainer.max_epochs=1", *overrides]
+    return seeds, overrides
+
+
 def compose_run(overrides: list[str], tiny: bool, tmp: Path) -> DictConfig:
     """The demo's config (synthetic faces, CPU) with the given overrides, outputs under tmp.
 

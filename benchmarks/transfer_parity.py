@@ -15,7 +15,6 @@ before the zero-head fix), to show what it costs.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.imagenet import imagenet_state_dict
 from fer_lightning.run_dir import RunDir
 
-from harness import REPO, TINY, build, compose_run, table
+from harness import REPO, build, compose_run, seeded_parser, seeds_and_overrides, table
 
 # fer-train with timm's fresh-head init (what the framework did before the zero-head fix)
 TIMM_HEAD = (
@@ -121,17 +120,10 @@ def plain_finetune(cfg, seed: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seeds", default="1,2,3")
+    p = seeded_parser(__doc__)
     p.add_argument("--timm-head", action="store_true", help="fer-train with timm's head init")
-    p.add_argument("--tiny", action="store_true", help="one seed, tiny data (smoke test)")
-    p.add_argument("overrides", nargs="*", help="fer-train overrides for both sides' data/model")
     args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    overrides = list(args.overrides)
-    if args.tiny:
-        seeds = seeds[:1]
-        overrides = [*TINY, "data.image_size=32", "trainer.max_epochs=1", *overrides]
+    seeds, overrides = seeds_and_overrides(args)
     rows, diffs = [], []
     with tempfile.TemporaryDirectory(prefix="fer-parity-") as name:
         tmp = Path(name)

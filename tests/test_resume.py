@@ -66,7 +66,13 @@ def test_kill_at_every_boundary_then_resume_matches_an_uninterrupted_run(tmp_pat
     final = _rounds_csv(run_dir)
     assert [r["round"] for r in final] == ["0", "1"]
     for got, want in zip(final, reference, strict=True):
-        assert got == want  # every column: metrics, pseudo counts and precision, seed
+        assert got == want  # every column: metrics, pseudo counts, confidences and precision
+    for k in (0, 1):  # and the losses, which move with any change of the weights
+        got, want = (json.loads((d / f"round_{k}" / "metrics.json").read_text()) for d in
+                     (run_dir, tmp_path / "ref" / "run"))  # fmt: skip
+        assert {m: v for m, v in got.items() if m.startswith(("test/", "val/"))} == {
+            m: v for m, v in want.items() if m.startswith(("test/", "val/"))
+        }
 
 
 # -- cases 2 and 3: a run directory belongs to one experiment and one process -------------
