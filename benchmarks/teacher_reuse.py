@@ -1,30 +1,53 @@
 """Teacher reuse: a 3-threshold sweep with the teacher cache vs without, side by side.
 
 Both sweeps run the same jobs (fresh log dirs, the same synthetic data); without the
-cache every job trains its own teacher. Prints each wall time and the ratio.
+cache every job trains its own teacher. Both run in this process, as ``fer-train -m``
+does its jobs (Hydra's basic launcher), so neither pays for starting Python and
+importing torch. Prints each wall time and the ratio.
 
     .venv/bin/python benchmarks/teacher_reuse.py [--tiny] [extra fer-train overrides...]
 """
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import logging
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fer_lightning.cli.train import main as fer_train
 
 from harness import REPO, TINY, parser
 
 THRESHOLDS = "0.8,0.9,0.95"
 
 
+def run(args: list[str]) -> None:
+    """``fer-train args`` in this process, its output discarded; a failure raises."""
+    argv = sys.argv
+    sys.argv = ["fer-train", *args]
+    logging.disable(logging.INFO)  # Lightning's handlers hold the real stderr
+    try:
+        with (
+            open(os.devnull, "w") as null,
+            contextlib.redirect_stdout(null),
+            contextlib.redirect_stderr(null),
+        ):
+            fer_train()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise RuntimeError(f"fer-train {' '.join(args)} failed ({e.code})") from e
+    finally:
+        sys.argv = argv
+        logging.disable(logging.NOTSET)
+
+
 def sweep(log_dir: Path, cache: bool, extra: list[str], thresholds: str = THRESHOLDS) -> float:
     """Wall time of one ``fer-train -m`` threshold sweep."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "fer_lightning.cli.train",
+    args = [
         "-m",
         "pseudo_label=threshold",
         f"pseudo_label.threshold={thresholds}",
@@ -35,7 +58,7 @@ def sweep(log_dir: Path, cache: bool, extra: list[str], thresholds: str = THRESH
         *extra,
     ]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run(args)
     return time.perf_counter() - start
 
 
@@ -54,9 +77,6 @@ def main(argv: list[str] | None = None) -> None:
             []
             if args.tiny
             else [
-                sys.executable,
-                "-m",
-                "fer_lightning.cli.train",
                 *data,
                 *extra,
                 "pseudo_label.rounds=0",
@@ -68,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
         if warmup:
-            subprocess.run(warmup, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run(warmup)
         thresholds = "0.8,0.9" if args.tiny else THRESHOLDS
         without = sweep(Path(tmp) / "no_cache", False, [*data, *extra], thresholds)
         with_cache = sweep(Path(tmp) / "cache", True, [*data, *extra], thresholds)

@@ -31,13 +31,14 @@ def test_the_wheel_carries_the_configs_and_fer_train_runs_from_an_install(tmp_pa
         check=True, capture_output=True,
     )  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(site))  # before the repo's editable install
-    where = subprocess.run(
-        [sys.executable, "-c", "import fer_lightning.cli.common as c; print(c.CONFIG_DIR)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+    script = (  # one interpreter: where the configs come from, then fer-train --cfg job
+        "import sys; from fer_lightning.cli import common, train; print(common.CONFIG_DIR);"
+        " sys.argv = ['fer-train', '--cfg', 'job']; train.main()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    where, job = out.stdout.split("\n", 1)
     assert Path(where) == site / "fer_lightning" / "conf"
-    job = subprocess.run(
-        [sys.executable, "-m", "fer_lightning.cli.train", "--cfg", "job"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
     assert "task_name: train" in job and "backbone: mobilenetv2_100" in job
