@@ -15,7 +15,7 @@ from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.errors import ConfigError
 
-from layouts import make_rafdb
+from layouts import make_rafdb, write_image
 
 TRAIN = [8, 4, 4, 12, 8, 4, 8]
 TEST = [2, 1, 1, 3, 2, 1, 2]
@@ -171,3 +171,18 @@ def test_memory_cache_serves_the_same_images_and_refuses_a_set_over_its_limit(
     tiny.setup("fit")
     with pytest.raises(ConfigError, match=r"data.cache=memory: 60 images of 16x16 px need"):
         tiny.train_dataset()
+
+
+def test_images_of_several_sizes_are_resized_on_the_cpu_and_logged_once(raf, tmp_path, caplog):
+    """Mixed 16/20 px faces: batches still stack, at the model's size, with one log line."""
+    aligned = sorted((raf / "basic" / "Image" / "aligned").glob("*.jpg"))
+    for i, path in enumerate(aligned[::2]):
+        write_image(path, seed=i, size=20)
+    dm = _dm(raf, tmp_path)
+    with caplog.at_level("INFO", logger="fer_lightning"):
+        dm.setup("fit")
+        x, _, _ = next(iter(dm.train_dataloader()))
+        v, _ = next(iter(dm.val_dataloader()))[:2]
+        assert dm.work_size() == 24
+    assert tuple(x.shape[1:]) == tuple(v.shape[1:]) == (3, 24, 24)
+    assert caplog.text.count("images of several sizes (16x16, 20x20)") == 1

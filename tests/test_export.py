@@ -37,6 +37,10 @@ def test_onnx_matches_pytorch_for_any_batch_size(exported):
         assert got.shape == (batch, len(EMOTIONS))
         assert np.abs(got - expected).max() <= 1e-4
         assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)  # probabilities, not logits
+    for size in (20, 48):  # smaller and larger faces than the training size: resized in the graph
+        x = torch.randint(0, 256, (2, 3, size, size), generator=generator, dtype=torch.uint8)
+        (got,) = session.run(None, {INPUT_NAME: x.numpy()})
+        assert np.abs(got - model.predict_probs(x).numpy()).max() <= 1e-4, size
 
 
 def test_onnx_metadata_describes_the_input_and_labels(exported):
