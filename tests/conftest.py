@@ -16,7 +16,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from checkpoints import make_checkpoint  # noqa: E402
-
 from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train  # noqa: E402
 from layouts import RAF_TEST, RAF_TRAIN, make_rafdb  # noqa: E402
 

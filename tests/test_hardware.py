@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
-from torch.utils.data import DataLoader, TensorDataset
 
 from fer_lightning import hardware
 from fer_lightning.cli.common import CONFIG_DIR
@@ -16,6 +14,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.hardware import auto_workers, mixed_precision, usable_cpus
 from fer_lightning.models.classifier import FERClassifier
 
+from checkpoints import fit_and_save
 from cli import raf_args, train
 
 SAME = ["pseudo_label=none", "trainer.max_epochs=2", "trainer.deterministic=true"]
@@ -75,16 +74,9 @@ def test_channels_last_only_on_cuda_and_compile_keeps_checkpoint_keys(tmp_path):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8)
     y = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, DataLoader(TensorDataset(x, y, torch.ones(8)), batch_size=4))
+    path = fit_and_save(model, tmp_path / "compiled.ckpt", (x, y, torch.ones(8)))
     assert model.net._compiled_call_impl is not None  # the backbone ran compiled
     assert set(model.state_dict()) == keys  # checkpoints load into uncompiled models
+    assert set(torch.load(path, map_location="cpu", weights_only=False)["state_dict"]) == keys
     stem = model.net.conv_stem.weight
     assert stem.is_contiguous() and not stem.is_contiguous(memory_format=torch.channels_last)

@@ -12,7 +12,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from checkpoints import fit_and_save
 
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
@@ -25,6 +24,7 @@ from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inpu
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
 
+from checkpoints import fit_and_save
 from cli import fer
 
 FACE_BOX = (130, 60, 100, 100)  # where the test photo's face is pasted: x, y, w, h

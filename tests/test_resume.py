@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from killer import BOUNDARIES
 
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import job_dirname
@@ -20,6 +19,7 @@ from fer_lightning.run_dir import RunDir
 from fer_lightning.teacher_cache import TeacherCache
 
 from cli import ENV, FAST, TESTS, command, fer, fitted_rounds, raf_args, train, train_args
+from killer import BOUNDARIES
 from layouts import make_unlabeled_folder
 
 
