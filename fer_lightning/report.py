@@ -59,6 +59,7 @@ class RunSummary:
     overrides: list[str]
     status: str = "done"
     threshold: float | None = None
+    strategy: str | None = None  # pseudo_label.strategy
     student_rounds: int | None = None  # configured pseudo_label.rounds; None without a config
     rounds: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""  # the name without the overrides all compared runs share
@@ -153,6 +154,7 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             run.role = cfg.get("study")
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
+            run.strategy = pseudo.get("strategy")
             threshold = pseudo.get("threshold")
             run.threshold = None if threshold is None else float(threshold)
     except Exception as err:  # unparsable YAML or odd values: report it, keep going
@@ -279,9 +281,10 @@ def report_table(runs: Sequence[RunSummary]) -> str:
 
 def threshold_plot(runs: Sequence[RunSummary]) -> Figure | None:
     """Teacher and final test macro-F1 against pseudo_label.threshold over the finished runs
-    that have one; None when there are none."""
+    that have one; None unless they are one strategy swept over two thresholds or more (a
+    study's strategies at one threshold each are the group plots' subject)."""
     done = [r for r in runs if r.status == "done" and r.threshold is not None]
-    if not done:
+    if len({r.strategy for r in done}) != 1 or len({r.threshold for r in done}) < 2:
         return None
     return threshold_figure(
         [r.threshold for r in done],

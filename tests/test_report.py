@@ -12,6 +12,7 @@ import pytest
 
 from fer_lightning.cli.report import main
 from fer_lightning.emotions import EMOTIONS
+from fer_lightning.report import RunSummary, threshold_plot
 
 # per-emotion F1 around a round's macro-F1: happiness high, fear and disgust low (RAF-DB-like)
 EMOTION_OFFSETS = (0.02, -0.08, -0.05, 0.15, 0.01, -0.04, -0.01)
@@ -237,3 +238,15 @@ def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
     assert "seed=4 (incomplete)" in by_n[3]["left_out"] and by_n[3]["seeds"] == "1 2 3"
     assert by_n[1]["group"].startswith("pseudo_label.threshold=0.5")
     assert other.name == "other"
+
+
+def test_threshold_curve_only_for_one_strategy_over_several_thresholds(tmp_path):
+    def run(strategy: str, threshold: float) -> RunSummary:
+        summary = RunSummary(tmp_path, f"{strategy}-{threshold}", [], threshold=threshold)
+        summary.strategy = strategy
+        summary.rounds = [{"test_macro_f1": 0.5}, {"test_macro_f1": 0.6}]
+        return summary
+
+    assert threshold_plot([run("threshold", 0.8), run("threshold", 0.9)]) is not None
+    assert threshold_plot([run("threshold", 0.9), run("class_threshold", 0.9)]) is None  # a study
+    assert threshold_plot([run("threshold", 0.9), run("threshold", 0.9)]) is None  # seeds only
