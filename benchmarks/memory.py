@@ -139,7 +139,7 @@ def make_cases(tiny: bool) -> dict[str, Case]:
             "trainer.max_epochs=2",
         ]
         return {
-            "demo": Case("demo", 150, [*small, "pseudo_label.rounds=0", "trainer.max_epochs=1"]),
+            "demo": Case("demo", 150, [*small, "pseudo_label.rounds=0"]),
             "15k": Case("15k", 150, [*small, "pseudo_label.rounds=1"]),
         }
     return {

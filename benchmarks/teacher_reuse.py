@@ -73,22 +73,19 @@ def main(argv: list[str] | None = None) -> None:
         data = [f"paths.data_dir={data_dir}"]  # shared, generated once
         # generate the data set before timing, so neither sweep pays for it (the smoke test
         # times nothing: its first sweep makes the tiny set)
-        warmup = (
-            []
-            if args.tiny
-            else [
-                *data,
-                *extra,
-                "pseudo_label.rounds=0",
-                "trainer.max_epochs=1",
-                f"paths.log_dir={tmp}/warmup",
-                "teacher_cache=false",
-                f"hydra.run.dir={tmp}/warmup/run",
-                "trainer.enable_progress_bar=false",
-            ]
-        )
-        if warmup:
-            run(warmup)
+        if not args.tiny:
+            run(
+                [
+                    *data,
+                    *extra,
+                    "pseudo_label.rounds=0",
+                    "trainer.max_epochs=1",
+                    f"paths.log_dir={tmp}/warmup",
+                    "teacher_cache=false",
+                    f"hydra.run.dir={tmp}/warmup/run",
+                    "trainer.enable_progress_bar=false",
+                ]
+            )
         thresholds = "0.8,0.9" if args.tiny else THRESHOLDS
         without = sweep(Path(tmp) / "no_cache", False, [*data, *extra], thresholds)
         with_cache = sweep(Path(tmp) / "cache", True, [*data, *extra], thresholds)

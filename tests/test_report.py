@@ -242,10 +242,10 @@ def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
 
 def test_threshold_curve_only_for_one_strategy_over_several_thresholds(tmp_path):
     def run(strategy: str, threshold: float) -> RunSummary:
-        summary = RunSummary(tmp_path, f"{strategy}-{threshold}", [], threshold=threshold)
-        summary.strategy = strategy
-        summary.rounds = [{"test_macro_f1": 0.5}, {"test_macro_f1": 0.6}]
-        return summary
+        rounds = [{"test_macro_f1": 0.5}, {"test_macro_f1": 0.6}]
+        return RunSummary(
+            tmp_path, strategy, [], threshold=threshold, strategy=strategy, rounds=rounds
+        )
 
     assert threshold_plot([run("threshold", 0.8), run("threshold", 0.9)]) is not None
     assert threshold_plot([run("threshold", 0.9), run("class_threshold", 0.9)]) is None  # a study
