@@ -9,7 +9,6 @@ options) and are called from here, so there is one entry point and one rule each
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ class PseudoLabelConfig:
     tta_flip: bool = True
     student_drop_rate: float | None = None
     student_augment: Mapping[str, Any] = field(default_factory=dict)
+    labeled_share: float | None = None
     selection: SelectionConfig | None = None  # None when rounds == 0
 
     @classmethod
@@ -86,6 +86,8 @@ class PseudoLabelConfig:
             _bool(f"pseudo_label.{name}", values[name])
         if values["student_drop_rate"] is not None:
             _fraction("pseudo_label.student_drop_rate", values["student_drop_rate"])
+        if values["labeled_share"] is not None:
+            _fraction("pseudo_label.labeled_share", values["labeled_share"])
         values["student_augment"] = dict(values["student_augment"] or {})
         check_augment(values["student_augment"], "pseudo_label.student_augment")
         selection = None
@@ -180,17 +182,14 @@ STUDY_ROLES: dict[str, dict[str, Any]] = {
 
 
 def apply_study_role(cfg: DictConfig) -> None:
-    """Set what ``cfg.study``'s role implies (in place), before anything reads the config."""
+    """Set what ``cfg.study``'s role implies (in place), before anything reads the config.
+
+    Only ``baseline`` and ``ceiling`` imply settings; any other role is a pseudo-label
+    strategy from ``conf/study/`` or a user's ``--config-dir`` (Hydra finds or refuses it).
+    """
     role = cfg.get("study")
     if role is None:
         return
-    presets = {
-        p.stem
-        for p in importlib.resources.files("fer_lightning.conf").joinpath("study").iterdir()
-        if p.name.endswith(".yaml")
-    }
-    if role not in presets:
-        raise ConfigError(f"study={role!r}: must be one of {', '.join(sorted(presets))}")
     with open_dict(cfg):
         for key, value in STUDY_ROLES.get(role, {}).items():
             OmegaConf.update(cfg, key, value, force_add=True)

@@ -51,6 +51,26 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
+def _balance_reading(row: Mapping[str, float]) -> list[str]:
+    """What a round's pseudo set did to the class balance, with a warning when it hurt it."""
+    lines = []
+    share, after = row.get("share_labeled", math.nan), row.get("share_after", math.nan)
+    if not (math.isnan(share) or math.isnan(after)):
+        if after > share + 1e-9:
+            lines.append(
+                f"WARNING: labeled + pseudo is more skewed than the labeled set (its largest "
+                f"emotion is {_pct(after)} % of it, against {_pct(share)} % of the labeled set)."
+            )
+        else:
+            lines.append(
+                f"Balance: the largest emotion is {_pct(after)} % of labeled + pseudo "
+                f"({_pct(share)} % of the labeled set)."
+            )
+    if row.get("no_pseudo") and row.get("pseudo_added"):
+        lines.append(f"WARNING: no pseudo label for {row['no_pseudo'].replace(' ', ', ')}.")
+    return lines
+
+
 def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
     """The rounds table in plain words, from the run's own numbers (printed under it)."""
     teacher, final = rows[0], rows[-1]
@@ -65,6 +85,13 @@ def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
             f" The student of round {final['round']} reaches {_pct(final['test_macro_f1'])} % "
             f"({_points(delta)} points; accuracy {_pct(final['test_acc'])} %)."
         )
+        steps = [r.get("steps", math.nan) for r in (teacher, final)]
+        if not any(math.isnan(s) for s in steps) and steps[0] != steps[1]:
+            lines[0] += (
+                f" The student took {int(steps[1])} optimizer steps, the teacher {int(steps[0])}:"
+                " part of a difference can be the longer schedule (a study gives every fit the"
+                " same steps)."
+            )
         changes = [
             f"{e} {_pct(teacher[f'test_f1_{e}'])} -> {_pct(final[f'test_f1_{e}'])} "
             f"({_points(final[f'test_f1_{e}'] - teacher[f'test_f1_{e}'])})"
@@ -84,6 +111,7 @@ def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
                 + (", ".join(added) if added else "none")
                 + "."
             )
+            lines.extend(_balance_reading(row))
     lines.append(
         f"Logs, checkpoints, pseudo labels: {run_dir}. Curves and the HPARAMS table: "
         f"tensorboard --logdir {run_dir}/tensorboard"

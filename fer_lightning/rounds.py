@@ -102,7 +102,9 @@ class Rounds:
         run = self.run
         if k > 0:  # the one place a pseudo set reaches the DataModule
             pseudo = read_pseudo_manifest(run.pseudo_manifest(k))
-            self.dm.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
+            self.dm.set_pseudo_labels(
+                pseudo.paths, pseudo.targets, pseudo.weights, self.pseudo.labeled_share
+            )
             self.dm.augment = {**self.teacher_augment, **self.pseudo.student_augment}
             log.info(
                 "rank %d: round %d trains on %d pseudo labels from %s",

@@ -150,11 +150,15 @@ class RunDir:
             "val_macro_f1": float(metrics["val/best_macro_f1"]),
             "test_macro_f1": float(metrics["test/macro_f1"]),
             "test_acc": float(metrics["test/acc"]),
+            "steps": number(metrics.get("steps")),  # optimizer steps of the round's fit
         }
         row.update({f"test_f1_{e}": float(metrics[f"test/f1_{e}"]) for e in EMOTIONS})
         audit = self.read_audit(k)
         row["pseudo_added"] = int(audit.get("added", 0))
         row["pseudo_precision"] = number(audit.get("precision_overall"))
+        row["share_labeled"] = number(audit.get("largest_share_labeled"))
+        row["share_after"] = number(audit.get("largest_share_after"))
+        row["no_pseudo"] = " ".join(EMOTIONS[c] for c in audit.get("no_pseudo", []))
         for name, key in AUDIT_COLUMNS:
             values = audit.get(key) or [None] * NUM_CLASSES
             row.update(

@@ -186,3 +186,18 @@ def test_images_of_several_sizes_are_resized_on_the_cpu_and_logged_once(raf, tmp
         assert dm.work_size() == 24
     assert tuple(x.shape[1:]) == tuple(v.shape[1:]) == (3, 24, 24)
     assert caplog.text.count("images of several sizes (16x16, 20x20)") == 1
+
+
+def test_labeled_share_draws_that_share_of_an_epoch_from_the_labeled_split(raf, tmp_path):
+    dm = _dm(raf, tmp_path, batch_size=4096)
+    dm.setup("fit")
+    pool = np.tile(dm.unlabeled_paths(), 40)  # a pool far larger than the labeled split
+    labeled = len(dm.splits.labeled)
+    targets = np.eye(7, dtype=np.float32)[np.zeros(len(pool), int)]
+    dm.set_pseudo_labels(pool, targets, labeled_share=0.5)
+    draws = list(dm.train_dataloader().sampler)
+    assert len(draws) == labeled + len(pool)  # an epoch keeps its size
+    from_labeled = sum(i < labeled for i, _ in draws) / len(draws)
+    assert len(pool) > 2 * labeled and from_labeled == pytest.approx(0.5, abs=0.08)
+    dm.set_pseudo_labels(pool, targets)  # None: every image once, in a random order
+    assert sorted(i for i, _ in dm.train_dataloader().sampler) == list(range(len(draws)))

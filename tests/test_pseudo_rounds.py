@@ -46,9 +46,18 @@ def test_rounds_write_manifests_audit_and_table(two_rounds):
         text = (run_dir / "pseudo_labels" / f"round_{k}.json").read_text()
         audit = json.loads(text, parse_constant=_strict)  # NaN would fail jq and browsers
         assert audit["added"] == len(rows) and len(audit["precision"]) == 7
+        labeled = [int(r["label"]) for r in _read_csv(run_dir / "splits" / "labeled.csv")]
+        assert audit["labeled_count"] == np.bincount(labeled, minlength=7).tolist()
+        after = np.asarray(audit["labeled_count"]) + counts  # no_skew is on by default
+        assert audit["largest_share_after"] == pytest.approx(after.max() / after.sum())
+        assert audit["largest_share_after"] <= audit["largest_share_labeled"]
+        assert not audit["skewed"]
     table = _read_csv(run_dir / "rounds.csv")
     assert [int(r["round"]) for r in table] == [0, 1, 2]
     assert int(table[0]["pseudo_added"]) == 0 and int(table[1]["pseudo_added"]) > 0
+    for r in table:  # one epoch at batch 16 (tests/cli.py FAST): the steps each fit took
+        images = int(r["labeled"]) + int(r["pseudo_added"])
+        assert int(float(r["steps"])) == -(-images // 16)
     assert "| round | macro-F1 | acc | surprise |" in proc.stdout
 
 

@@ -6,15 +6,21 @@ import math
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
+from fer_lightning.cli.common import CONFIG_DIR
+from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.pseudo.selection import (
     Selection,
     SelectionConfig,
+    balance_audit,
     class_quotas,
     class_thresholds,
+    crest_rates,
     debiased,
     finalize,
     fit_temperature,
+    no_skew_caps,
     per_class_mean_confidence,
     per_class_precision,
     select,
@@ -22,6 +28,7 @@ from fer_lightning.pseudo.selection import (
     sharpen,
     threshold_mask,
 )
+from fer_lightning.results import _balance_reading
 
 
 def make_probs(rows: list[tuple[int, float]], num_classes: int) -> torch.Tensor:
@@ -126,14 +133,15 @@ def test_topk_per_class(options: dict[str, object], expected: list[int]) -> None
     assert ids(select(POOL, "topk", **options)) == expected
 
 
-def test_class_quotas_water_filling() -> None:
+def test_class_quotas_water_filling_leaves_a_short_class_budget_unspent() -> None:
     labeled, available = torch.tensor([10, 2, 5, 0]), torch.tensor([5, 3, 10, 10])
-    # Raise class 3 to 2, classes 1 and 3 to 5 (class 1 is then exhausted), 2 and 3 to 7.
-    assert class_quotas(available, 12, labeled).tolist() == [0, 3, 2, 7]
-    assert class_quotas(available, 13, labeled).tolist() == [0, 3, 3, 7]  # tie: lower class
+    # Level 6 (0, 4, 1, 6) plus one to class 1; class 1 has only 3 candidates and its
+    # shortfall stays unspent instead of raising classes 2 and 3 further.
+    assert class_quotas(available, 12, labeled).tolist() == [0, 3, 1, 6]
+    assert class_quotas(available, 13, labeled).tolist() == [0, 3, 2, 6]  # tie: lower class
     assert class_quotas(available, 100, labeled).tolist() == [5, 3, 10, 10]
-    assert class_quotas(torch.tensor([1, 5, 5, 0]), 9).tolist() == [1, 4, 4, 0]
-    assert class_quotas(torch.tensor([1, 5, 5, 0]), 10).tolist() == [1, 5, 4, 0]
+    assert class_quotas(torch.tensor([1, 5, 5, 0]), 9).tolist() == [1, 2, 2, 0]
+    assert class_quotas(torch.tensor([1, 5, 5, 0]), 10).tolist() == [1, 3, 2, 0]
     assert class_quotas(torch.tensor([1, 5, 5, 0]), 0).tolist() == [0, 0, 0, 0]
 
 
@@ -340,3 +348,131 @@ def test_invalid_run_time_inputs() -> None:
         select(torch.randn(4, 3) * 5, "threshold")
     with pytest.raises(ValueError, match="not both"):
         select(POOL, SelectionConfig(), threshold=0.5)
+
+
+# ------------------------------------------------------- never worse imbalance (issue 19)
+
+
+def test_crest_rates_rank_classes_by_labeled_count_not_index() -> None:
+    labeled = torch.tensor([10, 40, 20, 5])  # by count: class 1, 2, 0, 3
+    # rank l takes N_{C+1-l} / N_1: class 1 -> 5/40, class 2 -> 10/40, class 0 -> 20/40, 3 -> 1
+    assert crest_rates(labeled, alpha=1.0).tolist() == pytest.approx([0.5, 0.125, 0.25, 1.0])
+    assert crest_rates(labeled, alpha=0.5).tolist() == pytest.approx(
+        [0.5**0.5, 0.125**0.5, 0.25**0.5, 1.0]
+    )
+    assert crest_rates(labeled, alpha=0.0).tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_crest_keeps_each_predicted_class_at_its_rate() -> None:
+    # class 0 predicted 8 times, class 1 twice; labeled: class 0 is 4x class 1 (rate 1/4)
+    rows = [(0, 0.9 - 0.05 * i) for i in range(8)] + [(1, 0.4), (1, 0.35)]
+    probs = make_probs(rows, num_classes=3)
+    sel = select(probs, "crest", alpha=1.0, labeled_counts=torch.tensor([40, 10, 20]))
+    # class 0 keeps round(8 * 10/40) = 2 (its most confident), class 1 keeps both, however
+    # unconfident: ranked within the class, never cut by one absolute confidence
+    assert ids(sel) == [0, 1, 8, 9]
+
+
+def test_no_skew_caps_are_the_largest_that_keep_the_largest_share() -> None:
+    kept, labeled = torch.tensor([20, 1, 0]), torch.tensor([10, 2, 2])
+    caps = no_skew_caps(kept, labeled)
+    assert caps.tolist() == [2, 1, 0]  # (10 + 2) / 17 <= 10 / 14 < (10 + 3) / 18
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        labeled = torch.randint(0, 50, (5,), generator=g)
+        labeled[0] += 1
+        kept = torch.randint(0, 300, (5,), generator=g)
+        caps = no_skew_caps(kept, labeled)
+        share = labeled.max() / labeled.sum()
+        assert bool((caps <= kept).all())
+        assert ((labeled + caps).max() / (labeled + caps).sum()) <= share + 1e-9
+        for c in range(5):  # maximal: one more of any trimmed class breaks the bound
+            if caps[c] < kept[c]:
+                more = caps.clone()
+                more[c] += 1
+                assert (labeled + more).max() / (labeled + more).sum() > share
+
+
+def test_no_skew_trims_a_threshold_flooded_by_the_majority() -> None:
+    rows = [(0, 0.99 - 0.001 * i) for i in range(20)] + [(1, 0.95), (2, 0.5)]
+    probs = make_probs(rows, num_classes=3)
+    labeled = torch.tensor([10, 2, 2])
+    assert len(select(probs, "threshold", threshold=0.9)) == 21
+    sel = select(probs, "threshold", threshold=0.9, no_skew=True, labeled_counts=labeled)
+    assert ids(sel) == [0, 1, 20]  # the two most confident of class 0, and class 1's one
+
+
+# Labeled counts of FER2013 at 10 % labels (surprise, fear, disgust, happiness, sadness,
+# anger, neutral) and a weak teacher on a pool shaped like FER2013's: confident on
+# happiness, surprise and neutral, never above 0.5 on fear, disgust, sadness and anger.
+FER_LABELED = torch.tensor([285, 369, 39, 649, 435, 360, 447])
+WEAK_TEACHER = [(3, 0.6, 0.98, 5800), (0, 0.5, 0.9, 2500), (6, 0.4, 0.8, 4000)] + [
+    (c, 0.2, 0.48, n) for c, n in ((1, 3300), (2, 300), (4, 3900), (5, 3200))
+]
+
+
+def weak_teacher_probs() -> torch.Tensor:
+    """Each row's top class at its confidence, the rest of its mass leaning to the classes
+    the teacher saw most (as a teacher trained on imbalanced labels does)."""
+    g = torch.Generator().manual_seed(0)
+    prior = FER_LABELED.double() / FER_LABELED.sum()
+    blocks = []
+    for cls, low, high, n in WEAK_TEACHER:
+        conf = low + (high - low) * torch.rand(n, generator=g, dtype=torch.float64)
+        rest = prior.clone()
+        rest[cls] = 0
+        block = (1 - conf)[:, None] * (rest / rest.sum())[None, :]
+        block[:, cls] = conf
+        blocks.append(block)
+    probs = torch.cat(blocks).float()
+    assert bool((probs.max(1).values[probs.argmax(1) == 1] < 0.5).all())  # fear never >= 0.5
+    return probs
+
+
+def default_selection() -> SelectionConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train")
+    return PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection
+
+
+def test_the_default_adds_every_emotion_a_weak_teacher_predicts_without_skewing() -> None:
+    probs, config = weak_teacher_probs(), default_selection()
+    runtime = {"labeled_counts": FER_LABELED}
+    if config.needs_validation:  # validation: the teacher on labeled faces it predicts alike
+        runtime |= {"val_probs": probs[::10], "val_labels": probs[::10].argmax(1)}
+    sel = select(probs, config, **runtime)
+    counts = torch.bincount(sel.labels, minlength=7)
+    assert bool((counts > 0).all()), f"an emotion got no pseudo label: {counts.tolist()}"
+    audit = balance_audit(counts, FER_LABELED)
+    assert audit["largest_share_after"] <= audit["largest_share_labeled"]
+    assert not audit["skewed"] and audit["no_pseudo"] == []
+    happy = FER_LABELED[3] / FER_LABELED.sum()
+    assert (FER_LABELED[3] + counts[3]) / (FER_LABELED + counts).sum() <= happy
+
+
+def test_a_budget_the_scarce_classes_cannot_take_stays_unspent() -> None:
+    # the old default's failure: min_confidence 0.5 leaves the hard emotions no candidate
+    probs = weak_teacher_probs()
+    sel = select(
+        probs, "topk", fraction=0.3, target="balance_labeled", min_confidence=0.5, debias=0.0,
+        labeled_counts=FER_LABELED,
+    )  # fmt: skip
+    counts = torch.bincount(sel.labels, minlength=7)
+    assert counts[[1, 2, 4, 5]].tolist() == [0, 0, 0, 0]
+    # the level the budget reaches (about 1,370 per emotion) caps happiness: the budget
+    # the hard emotions could not take is not handed to it
+    budget = round(0.3 * len(probs))
+    level = (budget + int(FER_LABELED.sum())) // 7 + 1
+    assert int(counts.sum()) < budget
+    assert int(counts[3]) <= level - int(FER_LABELED[3])
+
+
+def test_the_reading_warns_when_a_pseudo_set_skews_or_leaves_an_emotion_out() -> None:
+    row = {"share_labeled": 0.25, "share_after": 0.40, "no_pseudo": "fear disgust",
+           "pseudo_added": 100}  # fmt: skip
+    lines = _balance_reading(row)
+    assert lines[0].startswith("WARNING: labeled + pseudo is more skewed") and "40.0 %" in lines[0]
+    assert lines[1] == "WARNING: no pseudo label for fear, disgust."
+    fine = _balance_reading({**row, "share_after": 0.2, "no_pseudo": ""})
+    assert fine == ["Balance: the largest emotion is 20.0 % of labeled + pseudo (25.0 % of the "
+                    "labeled set)."]  # fmt: skip

@@ -101,6 +101,7 @@ class FERDataModule(pl.LightningDataModule):
         self.splits_dir = Path(splits_dir) if splits_dir else None
         self.splits: Splits | None = None
         self.pseudo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.labeled_share: float | None = None
         self.seed = seed
         self.round_index = 0  # set by the rounds loop: part of each epoch's seed
         self._train_sampler: EpochSeeds | None = None
@@ -154,14 +155,24 @@ class FERDataModule(pl.LightningDataModule):
 
     # -- pseudo labels --------------------------------------------------------------
     def set_pseudo_labels(
-        self, paths: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+        self,
+        paths: np.ndarray,
+        targets: np.ndarray,
+        weights: np.ndarray | None = None,
+        labeled_share: float | None = None,
     ) -> None:
-        """Add a pseudo-labeled set to the training data (targets: [N, 7] probability rows)."""
+        """Add a pseudo-labeled set to the training data (targets: [N, 7] probability rows).
+
+        ``labeled_share`` draws that share of each epoch's images from the labeled split
+        (with replacement), so a large pseudo set does not dilute the clean labels a
+        student sees in the same number of steps; None draws every image once.
+        """
         targets = np.asarray(targets, dtype=np.float32)
         if targets.ndim != 2 or targets.shape[1] != NUM_CLASSES or len(targets) != len(paths):
             raise ValueError(f"pseudo targets must be [len(paths), {NUM_CLASSES}]")
         weights = np.ones(len(paths), np.float32) if weights is None else np.asarray(weights)
         self.pseudo = (np.asarray(paths, dtype=np.str_), targets, weights.astype(np.float32))
+        self.labeled_share = labeled_share
 
     def clear_pseudo_labels(self) -> None:
         self.pseudo = None
@@ -287,20 +298,34 @@ class FERDataModule(pl.LightningDataModule):
         # the order has its own generator (EpochSeeds seeds it): the DataLoader draws worker
         # seeds from the one it is given on its first epoch only, which would shift the order
         generator = torch.Generator()
-        if self.balanced_sampler:
-            classes = dataset.targets.argmax(1)
-            counts = torch.bincount(classes, minlength=NUM_CLASSES).clamp(min=1)
-            order = WeightedRandomSampler(
-                (1.0 / counts[classes]).double(),
-                num_samples=len(dataset),
-                replacement=True,
-                generator=generator,
-            )
-        else:
+        draw = self._draw_weights(dataset)
+        if draw is None:
             order = RandomSampler(dataset, generator=generator)
+        else:
+            order = WeightedRandomSampler(
+                draw, num_samples=len(dataset), replacement=True, generator=generator
+            )
         self._train_sampler = EpochSeeds(order, seed)
         workers_seed = torch.Generator().manual_seed(seed)
         return self.loader(dataset, sampler=self._train_sampler, generator=workers_seed)
+
+    def _draw_weights(self, dataset: TrainingDataset) -> torch.Tensor | None:
+        """Per-image draw weights: class-balanced and/or a labeled share; None: each once."""
+        labeled = len(self._require_splits().labeled)
+        share = self.labeled_share if self.pseudo is not None and len(dataset) > labeled else None
+        if not self.balanced_sampler and share is None:
+            return None
+        weights = torch.ones(len(dataset), dtype=torch.float64)
+        parts = [slice(0, labeled), slice(labeled, len(dataset))]
+        if self.balanced_sampler:  # within each part, every class alike
+            classes = torch.as_tensor(dataset.targets.argmax(1))
+            for part in parts:
+                counts = torch.bincount(classes[part], minlength=NUM_CLASSES).clamp(min=1)
+                weights[part] = 1.0 / counts[classes[part]]
+        if share is not None:
+            for part, mass in zip(parts, (share, 1.0 - share), strict=True):
+                weights[part] *= mass / weights[part].sum()
+        return weights
 
     def seed_epoch(self, seed: int) -> None:
         """Seed the next epoch's order and augmentation of the current train loader."""

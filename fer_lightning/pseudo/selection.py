@@ -22,6 +22,18 @@ Strategies (see the README's "Pseudo-label selection"):
     of that class's predicted rows (rounded to nearest), optionally only rows with max
     probability ``>= min_confidence``. With ``target`` the per-class quotas come from a
     total budget instead (see :func:`class_quotas`).
+``crest``
+    CReST's class-rebalancing rate (Wei et al. CVPR 2021): per predicted class, the most
+    confident fraction ``(N_{C+1-l} / N_1) ** alpha`` of its rows, where ``l`` is the
+    class's rank by **labeled count** (1 = the most frequent), so the rarest emotion keeps
+    all its predictions and the most frequent the smallest share. Ranking within each
+    class, never one absolute confidence: a weak teacher is rarely confident on the hard
+    emotions, and a single floor would leave them with nothing.
+
+Whatever the strategy, ``no_skew`` then trims the kept rows of any emotion whose share of
+labeled + pseudo would exceed the labeled set's largest share (least confident first):
+pseudo labels exist to fight the imbalance, so a budget that cannot be spent on the scarce
+emotions is left unspent rather than handed to the ones that already have the most.
 
 Before any strategy the teacher's probabilities can be corrected for two known faults
 of pseudo-labels on imbalanced data: ``calibrate`` fits one temperature on the validation
@@ -43,7 +55,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-STRATEGIES: tuple[str, ...] = ("threshold", "class_threshold", "topk")
+STRATEGIES: tuple[str, ...] = ("threshold", "class_threshold", "topk", "crest")
 MAPPINGS: tuple[str, ...] = ("linear", "convex")
 TARGETS: tuple[str, ...] = ("uniform", "balance_labeled")
 WEIGHTINGS: tuple[str, ...] = ("confidence", "none")
@@ -53,6 +65,7 @@ DEFAULT_THRESHOLD = 0.9
 # Lowest per-class threshold: with 7 classes a row at 0.5 still puts most of its mass on
 # one class. A config value; FlexMatch effectively uses 0, Ada-CM starts near 0.8.
 DEFAULT_FLOOR = 0.5
+DEFAULT_ALPHA = 1 / 3  # CReST's rate exponent
 
 # Options each strategy reads, beyond the shared ones (soft, temperature, weighting,
 # max_per_class). Setting an option the chosen strategy ignores is an error, so a sweep
@@ -61,6 +74,7 @@ _STRATEGY_OPTIONS: dict[str, tuple[str, ...]] = {
     "threshold": ("threshold",),
     "class_threshold": ("threshold", "floor", "mapping", "class_score"),
     "topk": ("k", "fraction", "budget", "target", "min_confidence"),
+    "crest": ("alpha", "min_confidence"),
 }
 
 
@@ -98,12 +112,14 @@ class SelectionConfig:
     budget: int | None = None
     target: str | None = None
     min_confidence: float | None = None
+    alpha: float | None = None
     soft: bool = False
     temperature: float = 1.0
     weighting: str = "confidence"
     max_per_class: int | None = None
     calibrate: bool = False
     debias: float = 0.0
+    no_skew: bool = False  # conf/pseudo_label/_base_.yaml turns it on for every strategy
 
     @classmethod
     def from_options(cls, strategy: str = "threshold", **options: object) -> SelectionConfig:
@@ -125,7 +141,12 @@ class SelectionConfig:
     @property
     def needs_labeled_counts(self) -> bool:
         """Whether :func:`select` needs the labeled set's per-class counts."""
-        return self.target == "balance_labeled" or self.debias > 0
+        return (
+            self.target == "balance_labeled"
+            or self.debias > 0
+            or self.no_skew
+            or self.strategy == "crest"
+        )
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -145,6 +166,7 @@ class SelectionConfig:
             "mapping": "linear",
             "class_score": "precision",
             "min_confidence": 0.0,
+            "alpha": DEFAULT_ALPHA,
         }
         for name in used:
             if getattr(self, name) is None and name in defaults:
@@ -162,6 +184,8 @@ class SelectionConfig:
                 )
         if self.strategy == "topk":
             self._check_topk()
+        if self.alpha is not None and not _number_in(self.alpha, 0, 4):
+            raise ValueError(f"alpha must be a number in [0, 4], got {self.alpha!r}")
         for name in ("k", "budget", "max_per_class"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
@@ -171,12 +195,10 @@ class SelectionConfig:
         if not self.soft and self.temperature != 1.0:
             raise ValueError("temperature only applies to soft labels; set soft=true")
         _check_choice("weighting", self.weighting, WEIGHTINGS)
-        for name in ("soft", "calibrate"):
+        for name in ("soft", "calibrate", "no_skew"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.debias, bool) or not (
-            isinstance(self.debias, int | float) and 0 <= self.debias <= 4
-        ):
+        if not _number_in(self.debias, 0, 4):
             raise ValueError(f"debias must be a number in [0, 4] (0: off), got {self.debias!r}")
 
     def _check_topk(self) -> None:
@@ -187,6 +209,10 @@ class SelectionConfig:
             _check_choice("target", self.target, TARGETS)
         elif self.budget is not None:
             raise ValueError("budget is a total over classes: it needs a target")
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
 def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
@@ -230,17 +256,15 @@ def class_threshold_mask(probs: Tensor, thresholds: Tensor) -> Tensor:
 
 
 def class_quotas(available: Tensor, budget: int, labeled_counts: Tensor | None = None) -> Tensor:
-    """Per-class pseudo quotas that make ``labeled + pseudo`` as even as possible, int64 [C].
+    """Per-class pseudo quotas that make ``labeled + pseudo`` as even as the budget allows [C].
 
-    Water-filling: raise the class with the fewest ``labeled_counts + quota`` first, one
-    image at a time, never past ``available[c]`` (rows the teacher predicts as ``c``),
-    until ``min(budget, sum(available))`` are handed out; ties go to the lower class
-    index. ``labeled_counts=None`` means zeros, which gives equal (uniform) quotas with
-    the leftover of short classes spread over the rest.
-
-    Computed in closed form: find the highest level ``h`` with
-    ``sum_c clip(h - labeled_c, 0, available_c) <= budget``, then give the remainder
-    one each to the classes that would grow at ``h + 1``.
+    Water-filling: find the highest level ``h`` with ``sum_c max(h - labeled_c, 0) <=
+    budget`` and give each class ``h - labeled_c`` (never below 0), one more to the lowest
+    classes (ties: lower index) while budget remains, then cap each at ``available[c]``
+    (rows the teacher predicts as ``c``). A class short of candidates leaves its share
+    **unspent**: handing it to the others would give most to the classes that already have
+    the most, the opposite of what the quotas are for. ``labeled_counts=None`` means zeros
+    (equal quotas).
     """
     avail = torch.as_tensor(available, dtype=torch.int64)
     base = (
@@ -248,12 +272,12 @@ def class_quotas(available: Tensor, budget: int, labeled_counts: Tensor | None =
         if labeled_counts is None
         else torch.as_tensor(labeled_counts, dtype=torch.int64, device=avail.device)
     )
-    budget = min(int(budget), int(avail.sum()))
+    budget = int(budget)
 
     def filled(level: int) -> Tensor:
-        return (level - base).clamp(min=0).minimum(avail)
+        return (level - base).clamp(min=0)
 
-    lo, hi = 0, int((base + avail).max()) if avail.numel() else 0
+    lo, hi = 0, int(base.max()) + budget if avail.numel() else 0
     while lo < hi:  # largest level whose fill fits the budget
         mid = (lo + hi + 1) // 2
         if int(filled(mid).sum()) <= budget:
@@ -264,7 +288,23 @@ def class_quotas(available: Tensor, budget: int, labeled_counts: Tensor | None =
     rest = budget - int(quotas.sum())
     growing = (filled(lo + 1) > quotas).nonzero().flatten()[:rest]
     quotas[growing] += 1
-    return quotas
+    return quotas.minimum(avail)
+
+
+def crest_rates(labeled_counts: Tensor, alpha: float = DEFAULT_ALPHA) -> Tensor:
+    """CReST's per-class keep rate ``(N_{C+1-l} / N_1) ** alpha``, float64 [C].
+
+    Classes are ranked by their labeled count (``l = 1`` the most frequent; ties by class
+    index), not by class index as in USB's port, which only holds for CIFAR-LT: the class
+    at rank ``l`` takes the count at the mirrored rank ``C + 1 - l`` over the largest. The
+    rarest class keeps everything (rate 1); ``alpha = 0`` keeps everything everywhere.
+    """
+    counts = torch.as_tensor(labeled_counts, dtype=torch.float64).clamp(min=1)
+    order = torch.sort(-counts, stable=True).indices  # rank l - 1 -> class
+    mirrored = counts[order].flip(0)  # N_{C+1-l} for l = 1..C
+    rates = torch.empty_like(counts)
+    rates[order] = (mirrored / counts.max()).pow(float(alpha))
+    return rates
 
 
 def topk_mask(
@@ -305,6 +345,50 @@ def topk_mask(
     return eligible & (_rank_within_class(conf, pred, num_classes) < quotas[pred])
 
 
+def crest_mask(
+    probs: Tensor, labeled_counts: Tensor, alpha: float = DEFAULT_ALPHA, min_confidence: float = 0.0
+) -> Tensor:
+    """Per predicted class, its most confident ``round(rate_c * rows predicted c)`` rows."""
+    num_classes = probs.shape[1]
+    conf, pred = probs.max(dim=1)
+    predicted = torch.bincount(pred, minlength=num_classes).double()
+    rates = crest_rates(labeled_counts, alpha).to(probs.device)
+    quotas = torch.floor(predicted * rates + 0.5).long()
+    keep = _rank_within_class(conf, pred, num_classes) < quotas[pred]
+    return keep & (conf >= min_confidence)
+
+
+def no_skew_caps(kept: Tensor, labeled_counts: Tensor) -> Tensor:
+    """Per-class caps on ``kept`` pseudo counts so no class's share of labeled + pseudo
+    exceeds the labeled set's largest share, int64 [C].
+
+    With ``L`` labeled images, ``m`` the largest labeled count and ``Q`` the pseudo total,
+    class ``c`` may have at most ``floor(m (L + Q) / L) - labeled_c``. Trimming lowers
+    ``Q``, so the caps are iterated to their fixed point (``Q`` only falls, so it ends).
+    """
+    kept = torch.as_tensor(kept, dtype=torch.int64)
+    labeled = torch.as_tensor(labeled_counts, dtype=torch.int64, device=kept.device)
+    total, largest = int(labeled.sum()), int(labeled.max()) if labeled.numel() else 0
+    if total == 0:
+        return kept
+    counts = kept
+    while True:
+        pseudo = int(counts.sum())
+        caps = ((largest * (total + pseudo)) // total - labeled).clamp(min=0)
+        trimmed = kept.minimum(caps)
+        if int(trimmed.sum()) == pseudo:
+            return trimmed
+        counts = trimmed
+
+
+def keep_top_per_class(probs: Tensor, keep: Tensor, caps: Tensor) -> Tensor:
+    """``keep`` less, per predicted class, every kept row beyond its ``caps[c]`` most confident."""
+    conf, pred = probs.max(dim=1)
+    num_classes = probs.shape[1]
+    conf_kept = torch.where(keep, conf, conf.new_full((), -1.0))  # unkept rows rank last
+    return keep & (_rank_within_class(conf_kept, pred, num_classes) < caps.to(pred.device)[pred])
+
+
 def _rank_within_class(conf: Tensor, pred: Tensor, num_classes: int) -> Tensor:
     """Each row's 0-based rank in its predicted class: confidence desc, then index asc."""
     by_conf = torch.sort(conf, descending=True, stable=True).indices
@@ -341,12 +425,11 @@ def finalize(
     """
     _check_choice("weighting", weighting, WEIGHTINGS)
     num_classes = probs.shape[1]
+    if max_per_class is not None:
+        keep = keep_top_per_class(probs, keep, torch.full((num_classes,), max_per_class))
     index = keep.nonzero().flatten()
     rows = probs[index]
     conf, labels = rows.max(dim=1)
-    if max_per_class is not None:
-        capped = _rank_within_class(conf, labels, num_classes) < max_per_class
-        index, rows, conf, labels = index[capped], rows[capped], conf[capped], labels[capped]
     if soft:
         targets = sharpen(rows.double(), temperature)
     else:
@@ -445,6 +528,8 @@ def select(
             score = per_class_mean_confidence(probs)
         thresholds = class_thresholds(cfg.threshold, score, cfg.floor, cfg.mapping)
         keep = class_threshold_mask(probs, thresholds)
+    elif cfg.strategy == "crest":
+        keep = crest_mask(probs, labeled_counts, cfg.alpha, cfg.min_confidence)
     else:
         keep = topk_mask(
             probs,
@@ -455,14 +540,12 @@ def select(
             labeled_counts=labeled_counts,
             min_confidence=cfg.min_confidence,
         )
-    sel = finalize(
-        probs,
-        keep,
-        soft=cfg.soft,
-        temperature=cfg.temperature,
-        weighting=cfg.weighting,
-        max_per_class=cfg.max_per_class,
-    )
+    if cfg.max_per_class is not None:
+        keep = keep_top_per_class(probs, keep, torch.full((num_classes,), cfg.max_per_class))
+    if cfg.no_skew:
+        kept = torch.bincount(probs.argmax(dim=1)[keep], minlength=num_classes)
+        keep = keep_top_per_class(probs, keep, no_skew_caps(kept, labeled_counts))
+    sel = finalize(probs, keep, soft=cfg.soft, temperature=cfg.temperature, weighting=cfg.weighting)
     return dataclasses.replace(sel, calibration=temperature)
 
 
@@ -546,3 +629,27 @@ def selection_stats(
         n_known = int(known.sum())
         stats["precision_overall"] = int(correct.sum()) / n_known if n_known else math.nan
     return stats
+
+
+def balance_audit(pseudo_counts: Tensor, labeled_counts: Tensor) -> dict[str, object]:
+    """How a pseudo set changes the class balance of the training set.
+
+    Keys: ``labeled_count`` (list over classes), ``largest_share_labeled`` (the most
+    frequent class's share of the labeled set), ``largest_share_after`` (the most frequent
+    class's share of labeled + pseudo), ``largest_after`` (that class's index), ``skewed``
+    (the share grew: the pseudo set made the imbalance worse) and ``no_pseudo`` (classes
+    the pseudo set left with nothing).
+    """
+    pseudo = torch.as_tensor(pseudo_counts, dtype=torch.int64)
+    labeled = torch.as_tensor(labeled_counts, dtype=torch.int64)
+    after = labeled + pseudo
+    share_labeled = int(labeled.max()) / max(1, int(labeled.sum()))
+    share_after = int(after.max()) / max(1, int(after.sum()))
+    return {
+        "labeled_count": labeled.tolist(),
+        "largest_share_labeled": share_labeled,
+        "largest_share_after": share_after,
+        "largest_after": int(after.argmax()),
+        "skewed": share_after > share_labeled + 1e-9,
+        "no_pseudo": (pseudo == 0).nonzero().flatten().tolist(),
+    }

@@ -24,10 +24,10 @@ from torch.utils.data import DistributedSampler
 
 from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.io import atomic_path, write_json
 from fer_lightning.pseudo.manifest import PseudoSet, read_pseudo_manifest, write_pseudo_manifest
-from fer_lightning.pseudo.selection import select, selection_stats
+from fer_lightning.pseudo.selection import balance_audit, select, selection_stats
 from fer_lightning.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,9 @@ class PseudoLabelStep:
         if selection.needs_validation:
             runtime["val_probs"] = probs["val"]
             runtime["val_labels"] = torch.from_numpy(splits.val.labels)
+        labeled_counts = torch.from_numpy(splits.labeled.class_counts())
         if selection.needs_labeled_counts:
-            runtime["labeled_counts"] = torch.from_numpy(splits.labeled.class_counts())
+            runtime["labeled_counts"] = labeled_counts
         sel = select(probs["pool"], selection, **runtime)
         pseudo = PseudoSet.from_selection(paths, sel)
         true = truth[sel.index.numpy()]
@@ -163,6 +164,9 @@ class PseudoLabelStep:
             lookup = dict(zip(paths.tolist(), truth.tolist(), strict=True))
             true = np.array([lookup.get(p, -1) for p in pseudo.paths.tolist()], dtype=np.int64)
         stats.update(pool=len(paths), added=len(pseudo), calibration_temperature=sel.calibration)
+        balance = balance_audit(np.bincount(pseudo.labels, minlength=NUM_CLASSES), labeled_counts)
+        stats.update(balance)
+        _warn_about_balance(next_round, balance, len(pseudo))
         target = self.run.pseudo_manifest(next_round)
         write_pseudo_manifest(target, pseudo, next_round, selection.soft, true)
         write_json(self.run.pseudo_audit(next_round), stats)
@@ -173,6 +177,29 @@ class PseudoLabelStep:
             len(paths),
             stats.get("precision_overall", float("nan")),
             target,
+        )
+
+
+def _warn_about_balance(next_round: int, balance: dict, added: int) -> None:
+    """Say so when a pseudo set leaves an emotion with nothing or skews the training set."""
+    if added and balance["no_pseudo"]:
+        names = ", ".join(EMOTIONS[c] for c in balance["no_pseudo"])
+        log.warning(
+            "round %d: the pseudo set adds no %s face: the teacher gave too few candidates "
+            "(a weak teacher on hard emotions; rank-based strategies such as "
+            "pseudo_label=balanced keep each emotion's best)",
+            next_round,
+            names,
+        )
+    if balance["skewed"]:
+        log.warning(
+            "round %d: labeled + pseudo is more skewed than the labeled set: %s is %.1f %% "
+            "of it (the labeled set's largest share: %.1f %%); pseudo_label.no_skew=true "
+            "trims the pseudo set so that this never happens",
+            next_round,
+            EMOTIONS[balance["largest_after"]],
+            100 * balance["largest_share_after"],
+            100 * balance["largest_share_labeled"],
         )
 
 
