@@ -72,6 +72,18 @@ def seeds_and_overrides(args: argparse.Namespace) -> tuple[list[int], list[str]]
     return seeds, overrides
 
 
+def real_face_overrides(root: str | Path) -> list[str]:
+    """The real-face protocol (FER2013-style class folders): 10 % labels, native 48 px, in RAM."""
+    return [
+        "data=folder",
+        f"data.root={Path(root).resolve()}",
+        "data.test_split=test",
+        "data.label_fraction=0.1",
+        "data.image_size=48",
+        "data.cache=memory",
+    ]
+
+
 def compose_run(overrides: list[str], tiny: bool, tmp: Path) -> DictConfig:
     """The demo's config (synthetic faces, CPU) with the given overrides, outputs under tmp.
 

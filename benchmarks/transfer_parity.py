@@ -10,7 +10,14 @@ alternate per seed. Goal: fer-train's test macro-F1 >= the plain loop's (mean ov
 ``--timm-head`` runs fer-train with timm's own fresh-head initialisation (the state
 before the zero-head fix), to show what it costs.
 
+``--data DIR`` runs on a real class-folder face set (FER2013, fetched by hand, never
+committed) with the real-face study's protocol (``benchmarks/real_faces.py``: 10 % labels,
+48 px, in memory). Both sides train on exactly the labeled images of fer-train's split and
+run the same optimizer steps: ``trainer.max_epochs=6``, or a step budget
+``trainer.max_epochs=-1 trainer.max_steps=400`` (the plain loop then stops at that step).
+
     .venv/bin/python benchmarks/transfer_parity.py [--seeds 1,2,3] [--timm-head] [overrides]
+    .venv/bin/python benchmarks/transfer_parity.py --data /tmp/fer2013 trainer.max_epochs=6
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -35,7 +43,15 @@ from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.imagenet import imagenet_state_dict
 from fer_lightning.run_dir import RunDir
 
-from harness import REPO, build, compose_run, seeded_parser, seeds_and_overrides, table
+from harness import (
+    REPO,
+    build,
+    compose_run,
+    real_face_overrides,
+    seeded_parser,
+    seeds_and_overrides,
+    table,
+)
 
 # fer-train with timm's fresh-head init (what the framework did before the zero-head fix)
 TIMM_HEAD = (
@@ -57,9 +73,15 @@ def fer_train(seed: int, tmp: Path, overrides: list[str], timm_head: bool) -> di
         "trainer.enable_progress_bar=false",
         *overrides,
     ]
+    start = time.perf_counter()
     subprocess.run([sys.executable, *entry, *args], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     metrics = RunDir(run_dir).read_metrics(0)
-    return {"val": metrics["val/best_macro_f1"], "test": metrics["test/macro_f1"]}
+    return {
+        "val": metrics["val/best_macro_f1"],
+        "test": metrics["test/macro_f1"],
+        "steps": metrics["steps"],
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _tensors(paths: np.ndarray, size: int) -> torch.Tensor:
@@ -79,6 +101,7 @@ def _augment(x: torch.Tensor, g: torch.Generator, pad: int) -> torch.Tensor:
 
 def plain_finetune(cfg, seed: int) -> dict[str, float]:
     """A plain PyTorch fine-tune of the same backbone on the same splits."""
+    start = time.perf_counter()
     torch.manual_seed(seed)
     datamodule, _ = build(cfg)
     splits, size = datamodule.splits, int(cfg.data.image_size)
@@ -90,8 +113,8 @@ def plain_finetune(cfg, seed: int) -> dict[str, float]:
     x, y = _tensors(splits.labeled.paths, size), torch.from_numpy(splits.labeled.labels)
     xv, yv = _tensors(splits.val.paths, size), torch.from_numpy(splits.val.labels)
     xt, yt = _tensors(splits.test.paths, size), torch.from_numpy(splits.test.labels)
-    epochs, batch = int(cfg.trainer.max_epochs), int(cfg.data.batch_size)
-    steps = epochs * -(-len(x) // batch)
+    batch, max_steps = int(cfg.data.batch_size), int(cfg.trainer.get("max_steps", -1))
+    steps = max_steps if max_steps > 0 else int(cfg.trainer.max_epochs) * -(-len(x) // batch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
     g = torch.Generator().manual_seed(seed)
@@ -102,28 +125,33 @@ def plain_finetune(cfg, seed: int) -> dict[str, float]:
             logits = torch.cat([model((b.float() - mean) / std) for b in images.split(256)])
         return float(MulticlassF1Score(NUM_CLASSES, average="macro")(logits, labels))
 
-    best, best_state = -1.0, None
-    for _ in range(epochs):
+    best, best_state, step = -1.0, None, 0
+    while step < steps:  # epochs, the last one cut at the step budget; val after each
         model.train()
-        for idx in torch.randperm(len(x), generator=g).split(batch):
+        for idx in torch.randperm(len(x), generator=g).split(batch)[: steps - step]:
             xb = (_augment(x[idx], g, pad=max(1, size // 16)).float() - mean) / std
             loss = F.cross_entropy(model(xb), y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
         score = macro_f1(xv, yv)
         if score > best:
             best, best_state = score, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    return {"val": best, "test": macro_f1(xt, yt)}
+    test = macro_f1(xt, yt)
+    return {"val": best, "test": test, "steps": step, "seconds": time.perf_counter() - start}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = seeded_parser(__doc__)
     p.add_argument("--timm-head", action="store_true", help="fer-train with timm's head init")
+    p.add_argument("--data", help="a real class-folder face set (the real-face protocol)")
     args = p.parse_args(argv)
     seeds, overrides = seeds_and_overrides(args)
+    if args.data:
+        overrides = [*real_face_overrides(args.data), *overrides]
     rows, diffs = [], []
     with tempfile.TemporaryDirectory(prefix="fer-parity-") as name:
         tmp = Path(name)
@@ -140,15 +168,18 @@ def main(argv: list[str] | None = None) -> None:
                     got[side] = plain_finetune(cfg, seed)
             diff = got["fer"]["test"] - got["plain"]["test"]
             diffs.append(diff)
+            fer, plain = got["fer"], got["plain"]
             rows.append(
-                [seed, f"{100 * got['fer']['val']:.1f}", f"{100 * got['fer']['test']:.1f}",
-                 f"{100 * got['plain']['val']:.1f}", f"{100 * got['plain']['test']:.1f}",
-                 f"{100 * diff:+.1f}"]
+                [seed, fer["steps"], f"{100 * fer['val']:.1f}", f"{100 * fer['test']:.1f}",
+                 f"{fer['seconds']:.0f}", plain["steps"], f"{100 * plain['val']:.1f}",
+                 f"{100 * plain['test']:.1f}", f"{plain['seconds']:.0f}", f"{100 * diff:+.1f}"]
             )  # fmt: skip
     head = "timm's fresh-head init" if args.timm_head else "zero-initialised head"
     print(f"fer-train teacher ({head}) vs plain fine-tune; overrides: {' '.join(overrides)}")
     print("macro-F1 in %: best validation epoch, and test at that epoch\n")
-    print(table(["seed", "fer val", "fer test", "plain val", "plain test", "fer - plain"], rows))
+    header = ["seed", "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
+              "plain test", "plain s", "fer - plain"]  # fmt: skip
+    print(table(header, rows))
     mean = statistics.mean(diffs)
     print(
         f"\nfer - plain test macro-F1: mean {100 * mean:+.1f} points, range "

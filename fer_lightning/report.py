@@ -237,9 +237,15 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
     row.update({f"final_test_f1_{e}": final.get(f"test_f1_{e}") for e in EMOTIONS})
     row["pseudo_added"] = final.get("pseudo_added")
     row["pseudo_precision"] = final.get("pseudo_precision")
+    row["final_steps"] = final.get("steps")
     row["overrides"] = " ".join(run.overrides)
     row["run_dir"] = str(run.run_dir)
     return row
+
+
+def _count(value: Any) -> str:
+    """An integer cell; '-' where the run has none (older runs do not record steps)."""
+    return "-" if value is None or math.isnan(float(value)) else str(int(value))
 
 
 def report_table(runs: Sequence[RunSummary]) -> str:
@@ -256,6 +262,7 @@ def report_table(runs: Sequence[RunSummary]) -> str:
         "pseudo precision",
         "val F1",
         "round",
+        "steps",
         "status",
     ]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 2) + "---|"]
@@ -273,6 +280,7 @@ def report_table(runs: Sequence[RunSummary]) -> str:
             _pct(final.get("pseudo_precision")),
             _pct(final.get("val_macro_f1")),
             f"{final.get('round', '-')}/{planned}",
+            _count(final.get("steps")),
             run.status,
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -151,6 +151,7 @@ def fit_round(
         "round": k,
         "best_checkpoint": best,
         "val/best_macro_f1": float(ckpt.best_model_score),
+        "steps": trainer.global_step,
         **{key: float(v) for key, v in test.items()},
     }
     for lg in loggers:

@@ -105,5 +105,12 @@ def test_demo_effect_benchmark_prints_its_table_and_targets():
 
 def test_transfer_parity_benchmark_prints_both_sides():
     out = bench("transfer_parity")
-    assert "| seed | fer val | fer test | plain val | plain test | fer - plain |" in out
+    assert "| seed | fer steps | fer val | fer test | fer s | plain steps | plain val |" in out
     assert re.search(r"fer - plain test macro-F1: mean [-+][0-9.]+ points", out)
+
+
+def test_real_faces_benchmark_prints_the_study_report(tmp_path):
+    out = bench("real_faces", "--out", str(tmp_path))
+    assert "study on the synthetic demo: 2 optimizer steps per fit" in out
+    assert "| study=balanced | 1 |" in out and "| study=baseline | 1 |" in out
+    assert "| steps |" in out  # each run's optimizer steps, the same for every fit

@@ -233,6 +233,9 @@ class FERClassifier(pl.LightningModule):
         so would seed a resumed fit's first epoch as epoch 0.
         """
         trainer = self.trainer
+        unbounded = trainer.max_epochs is None or trainer.max_epochs < 0
+        if unbounded and trainer.max_steps > 0:  # a step budget (every fit of a study alike)
+            return trainer.max_steps
         size = getattr(trainer.datamodule, "train_size", None)
         if size is None or trainer.max_epochs is None or trainer.max_epochs < 0:
             return max(1, int(trainer.estimated_stepping_batches))
