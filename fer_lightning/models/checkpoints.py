@@ -1,7 +1,11 @@
-"""Loading FERClassifier checkpoints: weights-only, and refusing other files clearly.
+"""Loading fer_lightning checkpoints: weights-only, and refusing other files clearly.
 
 A checkpoint is checked before Lightning sees it: a plain state dict, another module's
 checkpoint or another backbone would otherwise fail deep inside ``load_state_dict``.
+Inference (``fer-eval``, ``fer-predict``, ``fer-export``, the pseudo-label pass) rebuilds
+the network from what the checkpoint says about it (timm name, input size, labels), never
+from the LightningModule class that trained it, so a subclass with its own training step
+or init arguments needs nothing here.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from typing import Any
 
 import torch
 
-from fer_lightning.emotions import NUM_CLASSES
+from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import CheckpointError
-from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.models.classifier import INFERENCE_KEY, FERClassifier
 
 
 def _not_ours(path: Path, why: str) -> CheckpointError:
@@ -42,14 +46,31 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def inference_record(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """How to feed the checkpoint's network: its own record, or (checkpoints written before
+    the record existed) the FERClassifier hyper-parameters that hold the same."""
+    record = ckpt.get(INFERENCE_KEY)
+    if record is None:
+        hparams = ckpt["hyper_parameters"]
+        return {"backbone": hparams["backbone"], "image_size": hparams.get("image_size")}
+    return record
+
+
 def load_classifier(path: str | Path) -> FERClassifier:
-    """A FERClassifier on CPU in eval mode, rebuilt from the checkpoint's hyper-parameters."""
-    read_checkpoint(path)
+    """An inference model on CPU in eval mode: the checkpoint's network (``net.*``) in a
+    FERClassifier built from its inference record, whatever module trained it."""
+    ckpt = read_checkpoint(path)
+    record = inference_record(ckpt)
+    labels = record.get("labels", list(EMOTIONS))
+    if list(labels) != list(EMOTIONS):
+        raise _not_ours(Path(path), f"its labels {labels} are not {list(EMOTIONS)}")
+    net = {key: value for key, value in ckpt["state_dict"].items() if key.startswith("net.")}
     try:
-        model = FERClassifier.load_from_checkpoint(
-            path, map_location="cpu", weights_only=True, pretrained=False, weights=None
+        model = FERClassifier(
+            backbone=record["backbone"], image_size=record.get("image_size"), weights=None
         )
-    except (RuntimeError, TypeError, ValueError) as err:
+        model.load_state_dict(net)
+    except (RuntimeError, TypeError, ValueError, KeyError) as err:
         raise _not_ours(Path(path), f"loading failed: {err}") from err
     return model.eval()
 

@@ -68,6 +68,10 @@ def _metrics(prefix: str) -> MetricCollection:
     )
 
 
+# the checkpoint entry that says how to feed the network (read by models/checkpoints.py)
+INFERENCE_KEY = "fer_inference"
+
+
 class FERClassifier(pl.LightningModule):
     """Fine-tunes a timm backbone with soft-target cross-entropy; logs FER metrics.
 
@@ -124,6 +128,17 @@ class FERClassifier(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self.memory_format = torch.contiguous_format  # inputs follow the weights' layout
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record how to feed the network, so inference never needs the training class."""
+        mean, std = backbone_mean_std(self.hparams.backbone)
+        checkpoint[INFERENCE_KEY] = {
+            "backbone": self.hparams.backbone,
+            "image_size": self.hparams.image_size,
+            "mean": list(mean),
+            "std": list(std),
+            "labels": list(EMOTIONS),
+        }
 
     def configure_model(self) -> None:
         """Apply :meth:`speed_up` once the device is known (fit, test and predict)."""
