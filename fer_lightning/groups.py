@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fer_lightning.emotions import EMOTIONS
+from fer_lightning.results import pct
 
 CEILING, BASELINE = "ceiling", "baseline"
 
@@ -154,7 +155,7 @@ def groups_table(groups: Sequence[Group]) -> str:
             f"{row['improved']}/{row['n']}",
             "-" if math.isnan(gap) else f"{100 * gap:.0f} %",
             "-" if math.isnan(row["pseudo_added_mean"]) else f"{row['pseudo_added_mean']:.0f}",
-            _pct(row["pseudo_precision_mean"]),
+            pct(row["pseudo_precision_mean"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -170,10 +171,6 @@ def emotion_changes_table(groups: Sequence[Group]) -> str:
         cells = [_signed(mean_std(g.paired(f"test_f1_{e}"))) for e in EMOTIONS]
         lines.append("| " + " | ".join([g.label.replace("|", "\\|"), *cells]) + " |")
     return "\n".join(lines)
-
-
-def _pct(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.1f}"
 
 
 def _signed(stat: tuple[float, float]) -> str:

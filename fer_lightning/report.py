@@ -34,7 +34,7 @@ from fer_lightning.groups import (
 )
 from fer_lightning.io import atomic_path
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
-from fer_lightning.results import _pct
+from fer_lightning.results import pct
 from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
 REPORT_CSV = "report.csv"
@@ -271,14 +271,14 @@ def report_table(runs: Sequence[RunSummary]) -> str:
         planned = "?" if run.student_rounds is None else run.student_rounds
         cells = [
             run.label.replace("|", "\\|"),
-            _pct(teacher.get("test_macro_f1")),
-            _pct(teacher.get("test_acc")),
-            _pct(final.get("test_macro_f1")),
-            _pct(final.get("test_acc")),
-            *(_pct(final.get(f"test_f1_{e}")) for e in EMOTIONS),
+            pct(teacher.get("test_macro_f1")),
+            pct(teacher.get("test_acc")),
+            pct(final.get("test_macro_f1")),
+            pct(final.get("test_acc")),
+            *(pct(final.get(f"test_f1_{e}")) for e in EMOTIONS),
             str(final.get("pseudo_added", "-")),
-            _pct(final.get("pseudo_precision")),
-            _pct(final.get("val_macro_f1")),
+            pct(final.get("pseudo_precision")),
+            pct(final.get("val_macro_f1")),
             f"{final.get('round', '-')}/{planned}",
             _count(final.get("steps")),
             run.status,

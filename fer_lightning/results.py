@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from fer_lightning.emotions import EMOTIONS
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A fraction as a percentage cell with one decimal; '-' where there is no value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{100 * value:.1f}"
@@ -19,13 +20,13 @@ def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
     lines = [
         f"| {stage} | acc | macro-F1 |",
         "|---|---:|---:|",
-        f"| all | {_pct(metrics.get(f'{stage}/acc'))} | {_pct(metrics.get(f'{stage}/macro_f1'))} |",
+        f"| all | {pct(metrics.get(f'{stage}/acc'))} | {pct(metrics.get(f'{stage}/macro_f1'))} |",
         "",
         "| emotion | F1 | precision | recall |",
         "|---|---:|---:|---:|",
     ]
     for e in EMOTIONS:
-        cells = [_pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
+        cells = [pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
         lines.append(f"| {e} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -37,11 +38,11 @@ def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:
     for r in rows:
         cells = [
             str(r["round"]),
-            _pct(r["test_macro_f1"]),
-            _pct(r["test_acc"]),
-            *(_pct(r[f"test_f1_{e}"]) for e in EMOTIONS),
+            pct(r["test_macro_f1"]),
+            pct(r["test_acc"]),
+            *(pct(r[f"test_f1_{e}"]) for e in EMOTIONS),
             str(r["pseudo_added"]),
-            _pct(r["pseudo_precision"]),
+            pct(r["pseudo_precision"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -59,12 +60,12 @@ def _balance_reading(row: Mapping[str, float]) -> list[str]:
         if after > share + 1e-9:
             lines.append(
                 f"WARNING: labeled + pseudo is more skewed than the labeled set (its largest "
-                f"emotion is {_pct(after)} % of it, against {_pct(share)} % of the labeled set)."
+                f"emotion is {pct(after)} % of it, against {pct(share)} % of the labeled set)."
             )
         else:
             lines.append(
-                f"Balance: the largest emotion is {_pct(after)} % of labeled + pseudo "
-                f"({_pct(share)} % of the labeled set)."
+                f"Balance: the largest emotion is {pct(after)} % of labeled + pseudo "
+                f"({pct(share)} % of the labeled set)."
             )
     if row.get("no_pseudo") and row.get("pseudo_added"):
         lines.append(f"WARNING: no pseudo label for {row['no_pseudo'].replace(' ', ', ')}.")
@@ -76,14 +77,14 @@ def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
     teacher, final = rows[0], rows[-1]
     lines = [
         f"Reading: the teacher (round 0, trained on {teacher['labeled']} labeled faces) reaches "
-        f"{_pct(teacher['test_macro_f1'])} % test macro-F1 ({_pct(teacher['test_acc'])} % "
+        f"{pct(teacher['test_macro_f1'])} % test macro-F1 ({pct(teacher['test_acc'])} % "
         "accuracy)."
     ]
     if len(rows) > 1:
         delta = final["test_macro_f1"] - teacher["test_macro_f1"]
         lines[0] += (
-            f" The student of round {final['round']} reaches {_pct(final['test_macro_f1'])} % "
-            f"({_points(delta)} points; accuracy {_pct(final['test_acc'])} %)."
+            f" The student of round {final['round']} reaches {pct(final['test_macro_f1'])} % "
+            f"({_points(delta)} points; accuracy {pct(final['test_acc'])} %)."
         )
         steps = [r.get("steps", math.nan) for r in (teacher, final)]
         if not any(math.isnan(s) for s in steps) and steps[0] != steps[1]:
@@ -93,20 +94,20 @@ def rounds_reading(rows: Sequence[Mapping[str, float]], run_dir: str) -> str:
                 " same steps)."
             )
         changes = [
-            f"{e} {_pct(teacher[f'test_f1_{e}'])} -> {_pct(final[f'test_f1_{e}'])} "
+            f"{e} {pct(teacher[f'test_f1_{e}'])} -> {pct(final[f'test_f1_{e}'])} "
             f"({_points(final[f'test_f1_{e}'] - teacher[f'test_f1_{e}'])})"
             for e in EMOTIONS
         ]
         lines.append("Test F1 per emotion, teacher -> student: " + ", ".join(changes) + ".")
         for row in rows[1:]:
             added = [
-                f"{e} {int(row[f'pseudo_count_{e}'])} ({_pct(row[f'pseudo_precision_{e}'])} %)"
+                f"{e} {int(row[f'pseudo_count_{e}'])} ({pct(row[f'pseudo_precision_{e}'])} %)"
                 for e in EMOTIONS
                 if row.get(f"pseudo_count_{e}", 0) and not math.isnan(row[f"pseudo_count_{e}"])
             ]
             lines.append(
                 f"Round {row['round']} trained on {row['pseudo_added']} pseudo-labeled pool faces, "
-                f"{_pct(row['pseudo_precision'])} % of them right by the pool's hidden labels "
+                f"{pct(row['pseudo_precision'])} % of them right by the pool's hidden labels "
                 "(kept for this audit only, never trained on): "
                 + (", ".join(added) if added else "none")
                 + "."
