@@ -26,15 +26,22 @@ from fer_lightning.pseudo.selection import SelectionConfig
 
 STUDENT_INITS = ("pretrained", "teacher")
 MIN_IMAGE_SIZE = 16  # the backbones downsample 32x: below this there is nothing left
+# faces are 100 px (RAF-DB aligned) to a few hundred: beyond this a batch is absurd memory
+MAX_IMAGE_SIZE = 1024
+MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything passes on
 
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def _int(key: str, value: Any, low: int) -> int:
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if high is not None:
+            raise ConfigError(f"{key}={value!r}: must be an integer in [{low}, {high}]")
         raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}={value!r}: must be an integer in [{low}, {high}]")
     return value
 
 
@@ -100,7 +107,19 @@ class PseudoLabelConfig:
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
-    _int("data.image_size", data.get("image_size"), MIN_IMAGE_SIZE)
+    _int("data.image_size", data.get("image_size"), MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    for key in ("split_seed", "seed"):
+        if key in data:
+            _int(f"data.{key}", data[key], 0, MAX_SEED)
+    for key in ("label_fraction", "val_fraction"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"data.{key}={value!r}: must be a number")
+    if data.get("val_fraction", 0.1) == 0:
+        raise ConfigError(
+            "data.val_fraction=0: fer-train needs a validation split to choose each round's "
+            "best checkpoint (never the test set); use a fraction in (0, 1), e.g. 0.1"
+        )
     _int("data.batch_size", data.get("batch_size", 1), 1)
     workers = data.get("num_workers", "auto")
     if workers != "auto":
@@ -115,7 +134,7 @@ def _check_data(data: Mapping[str, Any]) -> None:
         raise ConfigError(str(err)) from None
     check_augment(dict(data.get("augment") or {}), "data.augment")
     if data.get("augment_size") is not None:
-        _int("data.augment_size", data["augment_size"], MIN_IMAGE_SIZE)
+        _int("data.augment_size", data["augment_size"], MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     if data.get("cache", "none") not in CACHE_MODES:
         raise ConfigError(f"data.cache={data['cache']!r}: must be one of {', '.join(CACHE_MODES)}")
     limit = data.get("cache_max_gib", 4.0)
@@ -198,6 +217,7 @@ def apply_study_role(cfg: DictConfig) -> None:
 
 def validate_train(cfg: DictConfig) -> PseudoLabelConfig:
     """Check the groups fer-train uses; returns the typed ``pseudo_label`` group."""
+    _int("seed", cfg.get("seed"), 0, MAX_SEED)
     _check_data(_plain(cfg.data))
     _check_model(_plain(cfg.model))
     _check_trainer(_plain(cfg.trainer))

@@ -116,7 +116,7 @@ def _duplicate_lines(root: Path) -> None:
 
 
 CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is written
-    "image size": (["data.image_size=-5"], "data.image_size=-5: must be an integer >= 16"),
+    "image size": (["data.image_size=-5"], "data.image_size=-5: must be an integer in [16, 1024]"),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1"),
     "weights file": (["model.weights={text}"], "not a PyTorch weights file"),
     "no offline file": (
@@ -140,6 +140,15 @@ CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is wr
         "option 'k' is not used by strategy 'threshold'",
     ),
     "missing ckpt": (["ckpt_path={tmp}/nope.ckpt"], "nope.ckpt: file not found"),
+    "no validation": (
+        ["data.val_fraction=0"],
+        "data.val_fraction=0: fer-train needs a validation split",
+    ),
+    "seed text": (["seed=abc"], "seed='abc': must be an integer in [0, 4294967295]"),
+    "huge image": (
+        ["data.image_size=100000"],
+        "data.image_size=100000: must be an integer in [16, 1024]",
+    ),
 }
 DATA_ERRORS = {  # a damaged data set -> phrase
     "label 9": (_bad_label, "list_patition_label.txt:1 (train_00001.jpg): label 9 is outside"),
