@@ -326,12 +326,6 @@ def check_readable(rows: Sequence[dict[str, Any]]) -> None:
         )
 
 
-def rate(count: int, seconds: float) -> str:
-    """``count / seconds`` for people: whole numbers from 100 up, else 3 significant digits."""
-    value = count / max(seconds, 1e-9)
-    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
-
-
 def summarize(rows: Sequence[dict[str, Any]]) -> str:
     """Counts per predicted emotion, then the files without a face or not readable."""
     counts = Counter(row["emotion"] for row in rows if row["status"] == STATUS_OK)

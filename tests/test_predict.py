@@ -333,7 +333,7 @@ def test_inputs_without_a_readable_image_are_an_error(tmp_path, ckpt):
 
 
 def test_slow_speeds_keep_their_digits():
-    from fer_lightning.inference import rate
+    from fer_lightning.console import rate
 
     assert rate(1, 4.0) == "0.25"
     assert rate(2, 3.0) == "0.667"

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.console import rate
 from fer_lightning.faces.align import FaceTemplate
 from fer_lightning.faces.detect import FaceDetector
 from fer_lightning.hardware import resolve_device
@@ -18,7 +19,6 @@ from fer_lightning.inference import (
     collect_inputs,
     draw_predictions,
     predict_files,
-    rate,
     summarize,
     write_predictions,
 )
