@@ -171,6 +171,26 @@ class RunDir:
             k += 1
         return list(range(k)), False
 
+    def is_locked(self) -> bool:
+        """Whether a live process holds the run's lock now (a fer-train is using it).
+
+        Probes with a shared non-blocking lock, released at once; a dead run's lock was
+        released by the kernel, so this tells a running run from an interrupted one.
+        """
+        try:
+            fd = os.open(self.root / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        finally:
+            os.close(fd)
+        return False
+
     def write_rounds_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
         with atomic_path(self.rounds_csv) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
