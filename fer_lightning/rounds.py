@@ -59,7 +59,9 @@ class Rounds:
 
     def run_all(self) -> list[dict]:
         """Fit the teacher and ``pseudo_label.rounds`` students; returns the table rows."""
-        key, settings = teacher_key(self.cfg)
+        # the split first: the key covers its files (a picture rewritten in place changes it)
+        self._prepare_data()
+        key, settings = teacher_key(self.cfg, self.dm.splits)
         if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
             cache = TeacherCache(self.cfg.paths.teacher_cache_dir, key)
             log.info("teacher cache key %s (%s)", key, cache.entry)
@@ -67,12 +69,10 @@ class Rounds:
                 restored = cache.ready and not self.run.is_done(0) and cache.restore(self.run)
                 if restored and uses_tensorboard(self.cfg):
                     log_hparams_session(self.cfg, self.run, 0, self.run.read_metrics(0), 0)
-                self._prepare_data()
                 self._round(0, (key, settings))
                 if not cache.ready:
                     cache.store(self.run)
         else:
-            self._prepare_data()
             self._round(0, (key, settings))
         for k in range(1, self.pseudo.rounds + 1):
             self._round(k)

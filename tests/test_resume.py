@@ -20,7 +20,7 @@ from fer_lightning.teacher_cache import TeacherCache
 
 from cli import ENV, FAST, TESTS, command, fer, fitted_rounds, raf_args, train, train_args
 from killer import BOUNDARIES
-from layouts import make_unlabeled_folder
+from layouts import RAF_TEST, RAF_TRAIN, make_rafdb, make_unlabeled_folder, write_image
 
 
 def _rounds_csv(run_dir: Path) -> list[dict[str, str]]:
@@ -197,6 +197,18 @@ def test_a_cache_entry_is_only_stored_and_restored_under_its_own_key(tmp_path, c
     (cache.entry / "round_0" / "teacher.json").write_text(json.dumps({"key": "key-z"}))
     assert not cache.restore(RunDir(tmp_path / "other"))
     assert "holds a teacher trained under key key-z; not used" in caplog.text
+
+
+def test_the_teacher_cache_sees_images_rewritten_under_the_same_names(tmp_path):
+    root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
+    opts = [*raf_args(root), "pseudo_label=none"]
+    train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'a'}")
+    write_image(root / "basic" / "Image" / "aligned" / "test_0001_aligned.jpg", seed=99)
+    changed = train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'b'}")
+    assert "teacher cache hit" not in changed.output
+    assert fitted_rounds(tmp_path / "b") == [0]  # a new teacher, tested on the new picture
+    same = train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'c'}")
+    assert "teacher cache hit" in same.output and fitted_rounds(tmp_path / "c") == []
 
 
 # -- the session sweep: one cached teacher; a relaunch skips what is finished ---------------
