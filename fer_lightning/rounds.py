@@ -112,10 +112,22 @@ class Rounds:
                 run.pseudo_manifest(k),
             )
         if run.is_done(k):
+            run.check_finished(k)
             log.info("round %d: finished earlier (DONE in %s); skipped", k, run.round(k))
         else:
             last = run.last_checkpoint(k)
             resume = str(last) if last.is_file() else None
+            if resume and not run.best_checkpoint(k).is_file():
+                # the best epoch so far is lost with its file: resuming would select among
+                # the remaining epochs only; a fit from the start is the uninterrupted one
+                log.warning(
+                    "round %d: %s is gone, so the interrupted fit cannot keep its best epoch; "
+                    "fitting round %d again from the start (same seed: the same result)",
+                    k,
+                    run.best_checkpoint(k),
+                    k,
+                )
+                resume = None
             if k == 0 and resume is None and self.cfg.get("ckpt_path"):
                 resume = str(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
             if resume:

@@ -116,6 +116,19 @@ class RunDir:
     def is_done(self, k: int) -> bool:
         return self.done_marker(k).is_file()
 
+    def check_finished(self, k: int) -> None:
+        """Trust round ``k``'s DONE only with what a finished round needs: its best
+        checkpoint (the next round's teacher, fer-eval's model) and its metrics."""
+        missing = [p for p in (self.best_checkpoint(k), self.metrics(k)) if not p.is_file()]
+        if missing:
+            raise RunDirError(
+                f"round {k} of {self.root} is marked finished ({self.done_marker(k)}) but "
+                f"{' and '.join(str(p.relative_to(self.root)) for p in missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} gone; to train that round again, "
+                f"delete {self.done_marker(k)} and resume (fer-train resume={self.root}), "
+                "or start a new run directory"
+            )
+
     def mark_done(self, k: int) -> None:
         self.done_marker(k).touch()
 

@@ -199,6 +199,28 @@ def test_a_cache_entry_is_only_stored_and_restored_under_its_own_key(tmp_path, c
     assert "holds a teacher trained under key key-z; not used" in caplog.text
 
 
+def test_a_round_whose_best_checkpoint_is_gone_is_refused_then_refitted(tmp_path, raf):
+    """DONE is not trusted without best.ckpt; an interrupted fit without it starts over."""
+    train(tmp_path, *raf_args(raf), "pseudo_label=none", "teacher_cache=false")
+    run = RunDir(tmp_path / "run")
+    before = run.read_metrics(0)
+    run.best_checkpoint(0).unlink()
+    refused = fer("train", [f"resume={run.root}"], check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.output
+    assert (
+        f"round 0 of {run.root} is marked finished ({run.done_marker(0)}) but "
+        "round_0/checkpoints/best.ckpt is gone; to train that round again, delete "
+        f"{run.done_marker(0)} and resume"
+    ) in refused.stderr
+    run.done_marker(0).unlink()  # as advised: the fit is now an interrupted one, last.ckpt kept
+    again = fer("train", [f"resume={run.root}"])
+    assert "cannot keep its best epoch; fitting round 0 again from the start" in again.output
+    after = run.read_metrics(0)
+    assert run.best_checkpoint(0).is_file() and run.is_done(0)
+    assert after["test/macro_f1"] == pytest.approx(before["test/macro_f1"], abs=1e-6)
+    assert after["val/best_macro_f1"] == pytest.approx(before["val/best_macro_f1"], abs=1e-6)
+
+
 def test_the_teacher_cache_sees_images_rewritten_under_the_same_names(tmp_path):
     root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
     opts = [*raf_args(root), "pseudo_label=none"]
