@@ -23,7 +23,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.models.checkpoints import load_classifier, load_weights
-from fer_lightning.pseudo.manifest import read_pseudo_manifest
+from fer_lightning.pseudo.manifest import check_audit, read_pseudo_manifest
 from fer_lightning.pseudo.step import PseudoLabelStep
 from fer_lightning.run_dir import TENSORBOARD_ROUNDS, RunDir
 from fer_lightning.teacher_cache import TeacherCache, teacher_key
@@ -102,6 +102,7 @@ class Rounds:
         run = self.run
         if k > 0:  # the one place a pseudo set reaches the DataModule
             pseudo = read_pseudo_manifest(run.pseudo_manifest(k))
+            check_audit(pseudo, run.pseudo_manifest(k), run.pseudo_audit(k))
             self.dm.set_pseudo_labels(pseudo.paths, pseudo.targets, pseudo.weights)
             self.dm.augment = {**self.teacher_augment, **self.pseudo.student_augment}
             log.info(
