@@ -195,3 +195,24 @@ def test_wrong_override_fails_with_hydras_message(tmp_path):
     assert "Could not find 'model/not_a_model'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "round_0").exists()
+
+
+@pytest.mark.parametrize(
+    ("copy", "phrase"),
+    [
+        (("train_00001", "test_0001"), "evaluation would see training images"),
+        (("train_00001", "train_00011"), "one face would carry two labels"),
+    ],
+)
+def test_copied_images_are_found_by_content_and_named(copy, phrase, tmp_path):
+    """A face saved again under another name is the same image, whatever its path."""
+    root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
+    aligned = root / "basic" / "Image" / "aligned"
+    source, copied = (aligned / f"{name}_aligned.jpg" for name in copy)
+    copied.write_bytes(source.read_bytes())
+    result = train(tmp_path, *raf_args(root), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.output, result.output
+    assert "1 image is a copy of others (identical bytes)" in result.stderr
+    assert phrase in result.stderr
+    assert str(source) in result.stderr and str(copied) in result.stderr
+    assert not (tmp_path / "run" / "round_0").exists()
