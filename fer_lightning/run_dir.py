@@ -222,6 +222,7 @@ class RunDir:
         self,
         settings: Mapping[str, Any],
         hydra_files: Mapping[str, str] | None = None,
+        resumed: bool = False,
     ) -> Iterator[None]:
         """Own the directory for one run: the lock, then the experiment record.
 
@@ -232,15 +233,16 @@ class RunDir:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock():
-            self.check_record(settings)
+            self.check_record(settings, resumed)
             if not self.record.is_file():
                 write_json(self.record, {"settings": _json_round_trip(settings)})
             for name, text in (hydra_files or {}).items():
                 atomic_write_text(self.hydra / name, text)
             yield
 
-    def check_record(self, settings: Mapping[str, Any]) -> None:
-        """Refuse a directory whose recorded experiment differs from ``settings``."""
+    def check_record(self, settings: Mapping[str, Any], resumed: bool = False) -> None:
+        """Refuse a directory whose recorded experiment differs from ``settings``
+        (``resumed``: they came from ``resume=`` with overrides that change it)."""
         if not self.record.is_file():
             if self.round(0).is_dir():
                 raise RunDirError(
@@ -255,6 +257,13 @@ class RunDir:
             shown = "\n  ".join(changed[:SHOWN_DIFFERENCES])
             more = len(changed) - SHOWN_DIFFERENCES
             shown += f"\n  ... ({more} more)" if more > 0 else ""
+            if resumed:
+                raise RunDirError(
+                    f"resume={self.root}: these settings define the experiment, so they "
+                    f"cannot change on resume (only where and how fast it runs may):\n  {shown}\n"
+                    "Resume without them, or run them as a new experiment in a new directory "
+                    "(hydra.run.dir=...)."
+                )
             raise RunDirError(
                 f"run directory {self.root} belongs to another experiment; its record "
                 f"({RECORD_FILE}) differs in:\n  {shown}\n"

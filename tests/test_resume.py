@@ -97,6 +97,10 @@ def test_reusing_a_run_directory_for_another_experiment_fails_before_any_work(tm
     assert "round 0: finished earlier" in again.output
     refused = fer("train", [f"resume={run_dir}", "model.label_smoothing=0.3"], check=False)
     assert refused.returncode == 2 and "model.label_smoothing: 0.1 -> 0.3" in refused.stderr
+    assert (
+        f"resume={run_dir}: these settings define the experiment, so they cannot change on resume"
+    ) in refused.stderr
+    assert "fer-train resume=" not in refused.stderr  # what was typed is not the advice
     nothing = fer("train", [f"resume={tmp_path}"], check=False)
     assert nothing.returncode != 0 and "no .hydra/overrides.yaml there" in nothing.stderr
 
