@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from fer_lightning.data.splits import validate_protocol
 from fer_lightning.data.transforms import check_augment
 from fer_lightning.errors import ConfigError
 from fer_lightning.pseudo.selection import SelectionConfig
+
+log = logging.getLogger(__name__)
 
 STUDENT_INITS = ("pretrained", "teacher")
 MIN_IMAGE_SIZE = 16  # the backbones downsample 32x: below this there is nothing left
@@ -146,6 +149,7 @@ def _check_model(model: Mapping[str, Any]) -> None:
     import timm
 
     from fer_lightning.models.backbones import check_weights
+    from fer_lightning.models.imagenet import OFFLINE
 
     backbone = str(model.get("backbone"))
     if not timm.is_model(backbone.split(".")[0]):
@@ -153,6 +157,16 @@ def _check_model(model: Mapping[str, Any]) -> None:
             f"model.backbone={backbone!r} is not a timm model (see timm.list_models())"
         )
     check_weights(backbone, model.get("weights"))
+    if not model.get("weights") and not model.get("pretrained"):
+        log.warning(
+            "NO PRETRAINED WEIGHTS: model.backbone=%s starts from random initialisation "
+            "(model.pretrained=false, model.weights=null), far below ImageNet transfer. "
+            "For ImageNet weights: model.pretrained=true (timm's hub: internet or the "
+            "Hugging Face cache), model.weights=PATH (a local state dict), or "
+            "model.weights=imagenet where an offline file exists (%s)",
+            backbone,
+            ", ".join(sorted(OFFLINE)),
+        )
     _fraction("model.drop_rate", model.get("drop_rate", 0.0))
     _fraction("model.label_smoothing", model.get("label_smoothing", 0.0))
     _int("model.freeze_backbone_epochs", model.get("freeze_backbone_epochs", 0), 0)

@@ -216,3 +216,12 @@ def test_copied_images_are_found_by_content_and_named(copy, phrase, tmp_path):
     assert phrase in result.stderr
     assert str(source) in result.stderr and str(copied) in result.stderr
     assert not (tmp_path / "run" / "round_0").exists()
+
+
+def test_random_init_is_announced_once(raf, tmp_path):
+    """model=mobilenetv1 has no offline ImageNet file: training says so, once, and how to fix."""
+    result = train(tmp_path, *raf_args(raf), "model=mobilenetv1", "pseudo_label=none")
+    assert result.output.count("NO PRETRAINED WEIGHTS: model.backbone=mobilenetv1_100") == 1
+    assert "model.pretrained=true" in result.output and "model.weights=PATH" in result.output
+    default = train(tmp_path / "v2", *raf_args(raf), "pseudo_label=none")  # offline ImageNet
+    assert "NO PRETRAINED WEIGHTS" not in default.output
