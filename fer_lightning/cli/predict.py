@@ -8,7 +8,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, hydra_entry, user_errors
 from fer_lightning.console import rate
 from fer_lightning.faces.align import FaceTemplate
 from fer_lightning.faces.detect import FaceDetector
@@ -66,6 +66,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     return rows
 
 
+@hydra_entry
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     with user_errors("fer-predict"):
