@@ -9,6 +9,7 @@ options) and are called from here, so there is one entry point and one rule each
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,17 +24,26 @@ from fer_lightning.data.transforms import check_augment
 from fer_lightning.errors import ConfigError
 from fer_lightning.pseudo.selection import SelectionConfig
 
+log = logging.getLogger(__name__)
+
 STUDENT_INITS = ("pretrained", "teacher")
 MIN_IMAGE_SIZE = 16  # the backbones downsample 32x: below this there is nothing left
+# faces are 100 px (RAF-DB aligned) to a few hundred: beyond this a batch is absurd memory
+MAX_IMAGE_SIZE = 1024
+MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything passes on
 
 
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def _int(key: str, value: Any, low: int) -> int:
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if high is not None:
+            raise ConfigError(f"{key}={value!r}: must be an integer in [{low}, {high}]")
         raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}={value!r}: must be an integer in [{low}, {high}]")
     return value
 
 
@@ -102,7 +112,19 @@ class PseudoLabelConfig:
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
-    _int("data.image_size", data.get("image_size"), MIN_IMAGE_SIZE)
+    _int("data.image_size", data.get("image_size"), MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    for key in ("split_seed", "seed"):
+        if key in data:
+            _int(f"data.{key}", data[key], 0, MAX_SEED)
+    for key in ("label_fraction", "val_fraction"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"data.{key}={value!r}: must be a number")
+    if data.get("val_fraction", 0.1) == 0:
+        raise ConfigError(
+            "data.val_fraction=0: fer-train needs a validation split to choose each round's "
+            "best checkpoint (never the test set); use a fraction in (0, 1), e.g. 0.1"
+        )
     _int("data.batch_size", data.get("batch_size", 1), 1)
     workers = data.get("num_workers", "auto")
     if workers != "auto":
@@ -117,7 +139,7 @@ def _check_data(data: Mapping[str, Any]) -> None:
         raise ConfigError(str(err)) from None
     check_augment(dict(data.get("augment") or {}), "data.augment")
     if data.get("augment_size") is not None:
-        _int("data.augment_size", data["augment_size"], MIN_IMAGE_SIZE)
+        _int("data.augment_size", data["augment_size"], MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     if data.get("cache", "none") not in CACHE_MODES:
         raise ConfigError(f"data.cache={data['cache']!r}: must be one of {', '.join(CACHE_MODES)}")
     limit = data.get("cache_max_gib", 4.0)
@@ -129,6 +151,7 @@ def _check_model(model: Mapping[str, Any]) -> None:
     import timm
 
     from fer_lightning.models.backbones import check_weights
+    from fer_lightning.models.imagenet import OFFLINE
 
     backbone = str(model.get("backbone"))
     if not timm.is_model(backbone.split(".")[0]):
@@ -136,6 +159,16 @@ def _check_model(model: Mapping[str, Any]) -> None:
             f"model.backbone={backbone!r} is not a timm model (see timm.list_models())"
         )
     check_weights(backbone, model.get("weights"))
+    if not model.get("weights") and not model.get("pretrained"):
+        log.warning(
+            "NO PRETRAINED WEIGHTS: model.backbone=%s starts from random initialisation "
+            "(model.pretrained=false, model.weights=null), far below ImageNet transfer. "
+            "For ImageNet weights: model.pretrained=true (timm's hub: internet or the "
+            "Hugging Face cache), model.weights=PATH (a local state dict), or "
+            "model.weights=imagenet where an offline file exists (%s)",
+            backbone,
+            ", ".join(sorted(OFFLINE)),
+        )
     _fraction("model.drop_rate", model.get("drop_rate", 0.0))
     _fraction("model.label_smoothing", model.get("label_smoothing", 0.0))
     _int("model.freeze_backbone_epochs", model.get("freeze_backbone_epochs", 0), 0)
@@ -197,6 +230,7 @@ def apply_study_role(cfg: DictConfig) -> None:
 
 def validate_train(cfg: DictConfig) -> PseudoLabelConfig:
     """Check the groups fer-train uses; returns the typed ``pseudo_label`` group."""
+    _int("seed", cfg.get("seed"), 0, MAX_SEED)
     _check_data(_plain(cfg.data))
     _check_model(_plain(cfg.model))
     _check_trainer(_plain(cfg.trainer))

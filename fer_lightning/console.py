@@ -35,3 +35,12 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropAdvert) for f in logger.filters):
             logger.addFilter(_DropAdvert())
+
+
+def rate(count: int, seconds: float) -> str:
+    """``count / seconds`` for people: whole numbers from 100 up, else 3 significant digits.
+
+    So a slow CPU run prints ``0.25 img/s``, not ``0 img/s``.
+    """
+    value = count / max(seconds, 1e-9)
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"

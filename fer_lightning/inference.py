@@ -228,6 +228,43 @@ def _cell(column: str, value: Any) -> Any:
     return f"{value:.1f}" if column in LANDMARK_COLUMNS else f"{value:.6f}"
 
 
+def _header(path: Path) -> list[str]:
+    """The first CSV row of ``path`` (empty when it has none or is not text)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader([f.readline(65536)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def check_output(output: str | Path, inputs: Sequence[Path]) -> Path:
+    """Refuse an ``output`` that would destroy something, before any work is done.
+
+    The CSV may only replace a previous prediction CSV: never one of the inputs, a
+    folder, or any other existing file (whose header shows what it is).
+    """
+    output = Path(output).expanduser()
+    if output.is_dir():
+        raise ConfigError(
+            f"output={output} is a folder; name the CSV file, "
+            f"e.g. output={output / 'predictions.csv'}"
+        )
+    if output.exists() or output.is_symlink():
+        target = output.resolve()
+        if any(target == p.resolve() for p in inputs):
+            raise ConfigError(
+                f"output={output} is one of the inputs: writing the CSV would replace it; "
+                "choose another output file, e.g. output=predictions.csv"
+            )
+        header = _header(output)
+        if header[:1] != ["path"] or not {"status", "emotion", *PROB_COLUMNS} <= set(header):
+            raise ConfigError(
+                f"output={output} exists and is not a fer-predict CSV (its first line is not "
+                "a prediction header); choose another output file, or delete it first"
+            )
+    return output
+
+
 def write_predictions(rows: Sequence[dict[str, Any]], output: str | Path, faces: bool) -> Path:
     """Write the rows as CSV atomically; face columns only when faces were detected."""
     columns = ["path", *(FACE_COLUMNS if faces else ()), "status", "emotion", "confidence"]
@@ -275,6 +312,18 @@ def draw_predictions(rows: Sequence[dict[str, Any]], folder: str | Path) -> list
             tmp.write_bytes(png.tobytes())
         written.append(out)
     return written
+
+
+def check_readable(rows: Sequence[dict[str, Any]]) -> None:
+    """At least one input must decode as an image: else the run is an error, naming them."""
+    if rows and all(row["status"] == STATUS_UNREADABLE for row in rows):
+        paths = list(dict.fromkeys(row["path"] for row in rows))
+        shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise DataError(
+            f"no input is a readable image: {shown} (missing, corrupt or not an image file; "
+            f"supported: {', '.join(sorted(IMAGE_EXTENSIONS))}); give image files or folders "
+            "as inputs="
+        )
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> str:

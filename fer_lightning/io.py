@@ -39,13 +39,16 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 
     An existing ``target`` is moved aside first and deleted after the rename, so readers
     see the old directory or the new one, never a mix; on an exception the temp
-    directory is deleted and ``target`` is left as it was.
+    directory is deleted and ``target`` is left as it was. The new directory keeps the
+    mode of the one it replaces (else the usual ``0777 & ~umask``), not mkdtemp's 0700.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    mode = target.stat().st_mode & 0o7777 if target.is_dir() else 0o777 & ~_umask()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, mode)
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=tmp.parent))

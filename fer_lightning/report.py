@@ -41,6 +41,11 @@ REPORT_CSV = "report.csv"
 GROUPS_CSV = "groups.csv"  # one row per configuration less the seed (groups.py)
 
 
+INTERRUPTED = "interrupted"  # a round without DONE and no process on the run: resume= it
+INCOMPLETE = "incomplete"  # fewer rounds than planned, none started, no process on the run
+BEST_RULE = "the highest final validation macro-F1 of the finished runs; a tie goes to the first"
+
+
 class NoRunsError(ValueError):
     """A directory given to the report holds no run, so it is most likely a wrong path."""
 
@@ -134,8 +139,9 @@ def _reason(err: Exception) -> str:
 
 
 def load_run(run_dir: str | os.PathLike) -> RunSummary:
-    """Summarise one run; problems become its status (``running``, ``incomplete``,
-    ``broken: <reason>``) so one bad run never hides the others."""
+    """Summarise one run; problems become its status (``running``: a process holds its lock;
+    ``interrupted``: a round started, no process holds the lock; ``incomplete``: stopped
+    between rounds; ``broken: <reason>``) so one bad run never hides the others."""
     run_dir = Path(run_dir)
     problems: list[str] = []
     try:
@@ -170,12 +176,12 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             problems.append(f"round_{k}: {_reason(err)}")
             break
 
+    planned = run.student_rounds is None or len(run.rounds) >= run.student_rounds + 1
     if problems:
         run.status = f"broken: {problems[0]}"
-    elif running:
-        run.status = "running"
-    elif run.student_rounds is not None and len(run.rounds) < run.student_rounds + 1:
-        run.status = "incomplete"
+    elif running or not planned:
+        # a live fer-train holds the lock; a killed one's was released by the kernel
+        run.status = "running" if layout.is_locked() else INTERRUPTED if running else INCOMPLETE
     return run
 
 
@@ -202,17 +208,16 @@ def load_runs(dirs: Iterable[str | os.PathLike]) -> list[RunSummary]:
 
 
 def best_run(runs: Sequence[RunSummary]) -> RunSummary | None:
-    """The run whose final student has the highest VALIDATION macro-F1 (test never selects);
-    None when no healthy run has finished a student round."""
-    candidates = [
-        r
-        for r in runs
-        if not r.status.startswith("broken")
-        and r.final is not None
-        and r.final["round"] > 0
-        and not math.isnan(r.final["val_macro_f1"])
-    ]
-    return max(candidates, key=lambda r: r.final["val_macro_f1"], default=None)
+    """The finished run (status done, teacher-only runs included) whose final round has the
+    highest VALIDATION macro-F1 (test never selects); a tie goes to the first in ``runs``
+    (the table's order), see :data:`BEST_RULE`. None when no run has finished."""
+    best = None
+    for r in runs:
+        if r.status != "done" or r.final is None or math.isnan(r.final["val_macro_f1"]):
+            continue
+        if best is None or r.final["val_macro_f1"] > best.final["val_macro_f1"]:
+            best = r
+    return best
 
 
 def summary_row(run: RunSummary) -> dict[str, Any]:
@@ -335,6 +340,8 @@ def confusion_plots(run: RunSummary) -> dict[str, Figure]:
     """{"teacher" | "final": figure} for those of the two rounds whose matrix was saved."""
     figures = {}
     for role, row in (("teacher", run.teacher), ("final", run.final)):
+        if role == "final" and row is run.teacher:
+            continue  # a teacher-only run: the same round
         cm = None if row is None else confusion_matrix(run.run_dir, row["round"])
         if cm is not None:
             title = f"{run.label}: round {row['round']} ({role}), test"
@@ -415,7 +422,8 @@ def write_report(runs: Sequence[RunSummary], out_dir: str | os.PathLike) -> list
         written.append(_save(fig, out_dir / "macro_f1_vs_threshold.png"))
     best = best_run(runs)
     if best is not None:
-        written.append(_save(per_emotion_plot(best), out_dir / "per_emotion_f1.png"))
+        if best.final["round"] > 0:  # teacher vs student: a teacher-only run has no pair
+            written.append(_save(per_emotion_plot(best), out_dir / "per_emotion_f1.png"))
         for role, cm_fig in confusion_plots(best).items():
             written.append(_save(cm_fig, out_dir / f"confusion_{role}.png"))
     return written

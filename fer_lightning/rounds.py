@@ -23,7 +23,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.models.checkpoints import load_classifier, load_weights
-from fer_lightning.pseudo.manifest import read_pseudo_manifest
+from fer_lightning.pseudo.manifest import check_audit, read_pseudo_manifest
 from fer_lightning.pseudo.step import PseudoLabelStep
 from fer_lightning.run_dir import TENSORBOARD_ROUNDS, RunDir
 from fer_lightning.teacher_cache import TeacherCache, teacher_key
@@ -59,7 +59,9 @@ class Rounds:
 
     def run_all(self) -> list[dict]:
         """Fit the teacher and ``pseudo_label.rounds`` students; returns the table rows."""
-        key, settings = teacher_key(self.cfg)
+        # the split first: the key covers its files (a picture rewritten in place changes it)
+        self._prepare_data()
+        key, settings = teacher_key(self.cfg, self.dm.splits)
         if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
             cache = TeacherCache(self.cfg.paths.teacher_cache_dir, key)
             log.info("teacher cache key %s (%s)", key, cache.entry)
@@ -67,12 +69,10 @@ class Rounds:
                 restored = cache.ready and not self.run.is_done(0) and cache.restore(self.run)
                 if restored and uses_tensorboard(self.cfg):
                     log_hparams_session(self.cfg, self.run, 0, self.run.read_metrics(0), 0)
-                self._prepare_data()
                 self._round(0, (key, settings))
                 if not cache.ready:
                     cache.store(self.run)
         else:
-            self._prepare_data()
             self._round(0, (key, settings))
         for k in range(1, self.pseudo.rounds + 1):
             self._round(k)
@@ -102,6 +102,7 @@ class Rounds:
         run = self.run
         if k > 0:  # the one place a pseudo set reaches the DataModule
             pseudo = read_pseudo_manifest(run.pseudo_manifest(k))
+            check_audit(pseudo, run.pseudo_manifest(k), run.pseudo_audit(k))
             self.dm.set_pseudo_labels(
                 pseudo.paths, pseudo.targets, pseudo.weights, self.pseudo.labeled_share
             )
@@ -114,10 +115,22 @@ class Rounds:
                 run.pseudo_manifest(k),
             )
         if run.is_done(k):
+            run.check_finished(k)
             log.info("round %d: finished earlier (DONE in %s); skipped", k, run.round(k))
         else:
             last = run.last_checkpoint(k)
             resume = str(last) if last.is_file() else None
+            if resume and not run.best_checkpoint(k).is_file():
+                # the best epoch so far is lost with its file: resuming would select among
+                # the remaining epochs only; a fit from the start is the uninterrupted one
+                log.warning(
+                    "round %d: %s is gone, so the interrupted fit cannot keep its best epoch; "
+                    "fitting round %d again from the start (same seed: the same result)",
+                    k,
+                    run.best_checkpoint(k),
+                    k,
+                )
+                resume = None
             if k == 0 and resume is None and self.cfg.get("ckpt_path"):
                 resume = str(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
             if resume:

@@ -116,6 +116,19 @@ class RunDir:
     def is_done(self, k: int) -> bool:
         return self.done_marker(k).is_file()
 
+    def check_finished(self, k: int) -> None:
+        """Trust round ``k``'s DONE only with what a finished round needs: its best
+        checkpoint (the next round's teacher, fer-eval's model) and its metrics."""
+        missing = [p for p in (self.best_checkpoint(k), self.metrics(k)) if not p.is_file()]
+        if missing:
+            raise RunDirError(
+                f"round {k} of {self.root} is marked finished ({self.done_marker(k)}) but "
+                f"{' and '.join(str(p.relative_to(self.root)) for p in missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} gone; to train that round again, "
+                f"delete {self.done_marker(k)} and resume (fer-train resume={self.root}), "
+                "or start a new run directory"
+            )
+
     def mark_done(self, k: int) -> None:
         self.done_marker(k).touch()
 
@@ -175,6 +188,26 @@ class RunDir:
             k += 1
         return list(range(k)), False
 
+    def is_locked(self) -> bool:
+        """Whether a live process holds the run's lock now (a fer-train is using it).
+
+        Probes with a shared non-blocking lock, released at once; a dead run's lock was
+        released by the kernel, so this tells a running run from an interrupted one.
+        """
+        try:
+            fd = os.open(self.root / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        finally:
+            os.close(fd)
+        return False
+
     def write_rounds_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
         with atomic_path(self.rounds_csv) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -193,6 +226,7 @@ class RunDir:
         self,
         settings: Mapping[str, Any],
         hydra_files: Mapping[str, str] | None = None,
+        resumed: bool = False,
     ) -> Iterator[None]:
         """Own the directory for one run: the lock, then the experiment record.
 
@@ -203,15 +237,16 @@ class RunDir:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock():
-            self.check_record(settings)
+            self.check_record(settings, resumed)
             if not self.record.is_file():
                 write_json(self.record, {"settings": _json_round_trip(settings)})
             for name, text in (hydra_files or {}).items():
                 atomic_write_text(self.hydra / name, text)
             yield
 
-    def check_record(self, settings: Mapping[str, Any]) -> None:
-        """Refuse a directory whose recorded experiment differs from ``settings``."""
+    def check_record(self, settings: Mapping[str, Any], resumed: bool = False) -> None:
+        """Refuse a directory whose recorded experiment differs from ``settings``
+        (``resumed``: they came from ``resume=`` with overrides that change it)."""
         if not self.record.is_file():
             if self.round(0).is_dir():
                 raise RunDirError(
@@ -226,6 +261,13 @@ class RunDir:
             shown = "\n  ".join(changed[:SHOWN_DIFFERENCES])
             more = len(changed) - SHOWN_DIFFERENCES
             shown += f"\n  ... ({more} more)" if more > 0 else ""
+            if resumed:
+                raise RunDirError(
+                    f"resume={self.root}: these settings define the experiment, so they "
+                    f"cannot change on resume (only where and how fast it runs may):\n  {shown}\n"
+                    "Resume without them, or run them as a new experiment in a new directory "
+                    "(hydra.run.dir=...)."
+                )
             raise RunDirError(
                 f"run directory {self.root} belongs to another experiment; its record "
                 f"({RECORD_FILE}) differs in:\n  {shown}\n"

@@ -2,8 +2,11 @@
 
 An entry is keyed by a hash of everything that can change the teacher's numbers (data,
 split, model, optimisation, trainer, seed, code versions; not ``pseudo_label`` or where
-files go) and holds the run's split and its ``round_0`` directory (best checkpoint,
-metrics, teacher probabilities, and ``teacher.json``: the key it was trained under). An
+files go) and of the images themselves: every file of the four splits by path, label,
+size and modification time in nanoseconds (:func:`split_fingerprint`; a ``stat`` per
+file, no reading), so pictures overwritten under the same names give a new key. It
+holds the run's split and its ``round_0`` directory (best checkpoint, metrics, teacher
+probabilities, and ``teacher.json``: the key it was trained under). An
 entry only ever holds what its key describes: a run's round 0 is stored only if it was
 trained under that key, and an entry is restored only if its record says the key. A file
 lock makes concurrent jobs train a teacher once; entries are built in a temp directory
@@ -13,6 +16,7 @@ and renamed, so nobody reads a half-written one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -24,6 +28,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 
+from fer_lightning.data.splits import SPLIT_NAMES, Splits
 from fer_lightning.experiment import BOOKKEEPING_KEYS, digest, settings, under
 from fer_lightning.io import atomic_dir, write_json
 from fer_lightning.run_dir import TEACHER_PARTS, RunDir
@@ -34,13 +39,35 @@ TEACHER_GROUPS = ("data", "model", "trainer", "callbacks", "seed", "ckpt_path")
 CODE = ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
 
 
-def teacher_key(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    """(short hash, settings) of the resolved settings that determine round 0."""
+def split_fingerprint(splits: Splits) -> dict[str, Any]:
+    """The images the teacher sees, cheaply: per split, each file's path, label, size and
+    mtime (ns), hashed. Rewriting a file changes its size or mtime, so its key changes; a
+    missing file hashes as such (the data loader then reports it)."""
+    fingerprint: dict[str, Any] = {}
+    for name in SPLIT_NAMES:
+        manifest = getattr(splits, name)
+        h = hashlib.blake2b(digest_size=16)
+        for path, label in zip(manifest.paths.tolist(), manifest.labels.tolist(), strict=True):
+            try:
+                stat = os.stat(path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1
+            h.update(f"{path}\0{label}\0{size}\0{mtime}\n".encode())
+        fingerprint[name] = f"{len(manifest)} files, {h.hexdigest()}"
+    return fingerprint
+
+
+def teacher_key(cfg: DictConfig, splits: Splits | None = None) -> tuple[str, dict[str, Any]]:
+    """(short hash, settings) of the resolved settings that determine round 0, and of the
+    split's files (:func:`split_fingerprint`) when ``splits`` is given."""
     values = {
         key: value
         for key, value in settings(cfg, ignore=BOOKKEEPING_KEYS).items()
         if under(key, TEACHER_GROUPS)
     }
+    if splits is not None:
+        values["files"] = split_fingerprint(splits)
     # code that trains the teacher: a new release of these must not reuse an old teacher
     values["versions"] = {name: importlib.metadata.version(name) for name in CODE}
     return digest(values), values

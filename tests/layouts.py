@@ -7,6 +7,7 @@ Counts are given per canonical class (index 0..6, RAF-DB label = index + 1).
 from __future__ import annotations
 
 import csv
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,9 +23,14 @@ RAF_TEST = (3, 2, 2, 4, 3, 2, 3)
 
 
 def write_image(path: Path, seed: int = 0, size: int = IMAGE_SIZE) -> Path:
-    """A small random colour image; the format follows the file extension."""
+    """A small random colour image; the format follows the file extension.
+
+    The pixels depend on the seed and the file's name (and its two folders), so no two
+    images of a layout are copies of each other (the split check refuses copies).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    name = zlib.crc32("/".join(path.parts[-3:]).encode())
+    pixels = np.random.default_rng([seed, name]).integers(0, 256, (size, size, 3), dtype=np.uint8)
     if not cv2.imwrite(str(path), pixels):
         raise OSError(f"could not write {path}")
     return path

@@ -284,3 +284,58 @@ def test_empty_inputs_fail_clearly(tmp_path):
         collect_inputs(str(tmp_path / "*.jpg"))
     with pytest.raises(ConfigError, match="no such file or folder"):
         collect_inputs(tmp_path / "missing")
+
+
+def predict_to(tmp: Path, ckpt: Path, inputs: str, output: Path):
+    args = [
+        f"ckpt_path={ckpt}",
+        f"inputs='{inputs}'",
+        f"output='{output}'",
+        f"hydra.run.dir={tmp / 'hydra'}",
+        "detector=none",
+    ]
+    return fer("predict", args, check=False)
+
+
+def test_output_that_would_destroy_a_file_is_refused_before_any_work(tmp_path, ckpt, faces):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes((faces / "face_0.png").read_bytes())
+    before = photo.read_bytes()
+    proc = predict_to(tmp_path, ckpt, str(photo), photo)
+    assert proc.returncode == 2 and "Traceback" not in proc.output
+    assert f"output={photo} is one of the inputs" in proc.stderr
+    assert photo.read_bytes() == before
+    notes = tmp_path / "notes.csv"
+    notes.write_text("name,phone\nAda,123\n")
+    proc = predict_to(tmp_path, ckpt, str(photo), notes)
+    assert proc.returncode == 2 and f"output={notes} exists and is not a fer-predict CSV" in (
+        proc.stderr
+    )
+    assert notes.read_text() == "name,phone\nAda,123\n"
+    proc = predict_to(tmp_path, ckpt, str(photo), tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.output
+    assert f"output={tmp_path} is a folder; name the CSV file" in proc.stderr
+    # a previous prediction CSV may be replaced
+    out = tmp_path / "pred.csv"
+    assert predict_to(tmp_path, ckpt, str(photo), out).returncode == 0
+    proc = predict_to(tmp_path, ckpt, str(faces / "face_1.png"), out)
+    assert proc.returncode == 0 and read_rows(out)[0]["path"].endswith("face_1.png")
+
+
+def test_inputs_without_a_readable_image_are_an_error(tmp_path, ckpt):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("no images here")
+    out = tmp_path / "pred.csv"
+    proc = predict_to(tmp_path, ckpt, str(notes), out)
+    assert proc.returncode == 2 and "Traceback" not in proc.output
+    assert f"no input is a readable image: {notes}" in proc.stderr
+    assert not out.exists()
+
+
+def test_slow_speeds_keep_their_digits():
+    from fer_lightning.console import rate
+
+    assert rate(1, 4.0) == "0.25"
+    assert rate(2, 3.0) == "0.667"
+    assert rate(50, 4.0) == "12.5"
+    assert rate(1000, 2.0) == "500"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.classifier import FERClassifier
 
-from cli import FAST, raf_args, run, tensorboard_tags, train
+from cli import FAST, fer, raf_args, run, tensorboard_tags, train
 
 
 @pytest.fixture
@@ -144,3 +145,32 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
     for rank, text in enumerate(logs):
         assert f"rank {rank}: round 1 trains on {len(pool)} pseudo labels" in text
     assert len(_read_csv(run_dir / "rounds.csv")) == 2 and proc.stdout.count("| round |") == 1
+
+
+def test_an_edited_manifest_is_refused_until_selected_again(tmp_path, raf):
+    """A manifest cut mid-line or shortened is never trained on while its audit says more."""
+    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.k=20"]
+    opts += ["pseudo_label.min_confidence=0.0", "teacher_cache=false"]
+    train(tmp_path, *opts)
+    run_dir = tmp_path / "run"
+    manifest = run_dir / "pseudo_labels" / "round_1.csv"
+    audit = manifest.with_suffix(".json")
+    lines = manifest.read_text().splitlines(keepends=True)
+    assert len(lines) > 4
+    shutil.rmtree(run_dir / "round_1")  # as if killed before the student's fit
+    manifest.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 3])  # cut mid-line
+    cut = fer("train", [f"resume={run_dir}"], check=False)
+    assert cut.returncode == 2 and "Traceback" not in cut.output
+    assert f"{manifest}:3: not " in cut.stderr and "delete it and its audit" in cut.stderr
+    manifest.write_text("".join(lines[:4]))  # whole lines, fewer than selected
+    short = fer("train", [f"resume={run_dir}"], check=False)
+    assert short.returncode == 2 and "Traceback" not in short.output
+    assert (
+        f"{manifest} holds 3 pseudo labels but its audit {audit} says {len(lines) - 1}"
+    ) in short.stderr
+    assert f"delete {manifest} and {audit} and resume" in short.stderr
+    manifest.unlink()
+    audit.unlink()
+    fer("train", [f"resume={run_dir}"])  # selected again from the teacher's saved probabilities
+    (row,) = [r for r in _read_csv(run_dir / "rounds.csv") if r["round"] == "1"]
+    assert int(row["pseudo_added"]) == len(_read_csv(manifest)) == len(lines) - 1

@@ -13,6 +13,7 @@ import pytest
 from fer_lightning.cli.report import main
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.report import RunSummary, threshold_plot
+from fer_lightning.run_dir import RunDir
 
 # per-emotion F1 around a round's macro-F1: happiness high, fear and disgust low (RAF-DB-like)
 EMOTION_OFFSETS = (0.02, -0.08, -0.05, 0.15, 0.01, -0.04, -0.01)
@@ -118,13 +119,18 @@ def test_report_compares_sweep_and_flags_unfinished_runs(
     (bad_metrics / "round_1" / "metrics.json").write_text('{"round": 1, "test/ac')
     no_config = make_run(runs / "d_no_config", ["seed=2"], test_f1=(0.63,), student_rounds=0)
     (no_config / ".hydra" / "config.yaml").unlink()
+    dead = make_run(runs / "e_dead", ["trainer.max_epochs=7"], test_f1=(0.61,))
+    (dead / "round_1" / "checkpoints").mkdir(parents=True)  # killed while fitting
+    with RunDir(dead).lock():
+        pass  # a fer-train held it once; the kernel released it when the process died
     out = tmp_path / "report"
 
-    main([str(tmp_path / "logs"), "--out", str(out)])
+    with RunDir(running).lock():  # a live fer-train on a_running
+        main([str(tmp_path / "logs"), "--out", str(out)])
 
     printed = capsys.readouterr().out
     rows = table_rows(printed)
-    assert len(rows) == 7
+    assert len(rows) == 8
     # teacher F1, acc | final F1, acc | 7 emotions | pseudo added, precision | val | round | status
     assert rows["data=rafdb,pseudo_label.threshold=0.8"] == [
         "60.0", "68.0", "74.0", "82.0",
@@ -138,7 +144,9 @@ def test_report_compares_sweep_and_flags_unfinished_runs(
     assert rows["seed=1"][-1].startswith("broken: round_1: JSONDecodeError")
     assert rows["seed=1"][2] == "60.0"  # the rounds before the damage are still shown
     assert rows["seed=2"][-2:] == ["0/?", "broken: missing .hydra/config.yaml"]
-    assert "7 runs: 3 done, 1 running, 1 incomplete, 2 broken" in printed
+    assert rows["trainer.max_epochs=7"][-2:] == ["0/2", "interrupted"]
+    assert "8 runs: 3 done, 1 running, 1 incomplete, 2 broken, 1 interrupted" in printed
+    assert f"continue with fer-train resume={dead}" in printed
     assert "best run by validation macro-F1: data=rafdb,pseudo_label.threshold=0.9 " in printed
 
     with open(out / "report.csv", newline="") as f:
@@ -250,3 +258,23 @@ def test_threshold_curve_only_for_one_strategy_over_several_thresholds(tmp_path)
     assert threshold_plot([run("threshold", 0.8), run("threshold", 0.9)]) is not None
     assert threshold_plot([run("threshold", 0.9), run("class_threshold", 0.9)]) is None  # a study
     assert threshold_plot([run("threshold", 0.9), run("threshold", 0.9)]) is None  # seeds only
+
+
+def test_best_run_is_the_highest_validation_of_every_finished_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Teacher-only runs count; unfinished runs do not; a tie goes to the first in the table."""
+    make_run(tmp_path / "a_student", ["seed=1"], final_val=0.70)
+    make_run(tmp_path / "b_teacher", ["seed=2"], test_f1=(0.6,), student_rounds=0, final_val=0.8)
+    make_run(tmp_path / "c_tie", ["seed=3"], test_f1=(0.6,), student_rounds=0, final_val=0.8)
+    dead = make_run(tmp_path / "d_dead", ["seed=4"], test_f1=(0.6, 0.7), final_val=0.95)
+    (dead / "round_2").mkdir()  # its last round never finished: not a finished run
+
+    main([str(tmp_path), "--out", str(tmp_path / "report")])
+
+    printed = capsys.readouterr().out
+    assert table_rows(printed)["seed=4"][-1] == "interrupted"
+    assert (
+        "best run by validation macro-F1: seed=2 (round 0, val 80.0; rule: the highest final "
+        "validation macro-F1 of the finished runs; a tie goes to the first in the table)"
+    ) in printed

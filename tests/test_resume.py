@@ -20,7 +20,7 @@ from fer_lightning.teacher_cache import TeacherCache
 
 from cli import ENV, FAST, TESTS, command, fer, fitted_rounds, raf_args, train, train_args
 from killer import BOUNDARIES
-from layouts import make_unlabeled_folder
+from layouts import RAF_TEST, RAF_TRAIN, make_rafdb, make_unlabeled_folder, write_image
 
 
 def _rounds_csv(run_dir: Path) -> list[dict[str, str]]:
@@ -97,6 +97,10 @@ def test_reusing_a_run_directory_for_another_experiment_fails_before_any_work(tm
     assert "round 0: finished earlier" in again.output
     refused = fer("train", [f"resume={run_dir}", "model.label_smoothing=0.3"], check=False)
     assert refused.returncode == 2 and "model.label_smoothing: 0.1 -> 0.3" in refused.stderr
+    assert (
+        f"resume={run_dir}: these settings define the experiment, so they cannot change on resume"
+    ) in refused.stderr
+    assert "fer-train resume=" not in refused.stderr  # what was typed is not the advice
     nothing = fer("train", [f"resume={tmp_path}"], check=False)
     assert nothing.returncode != 0 and "no .hydra/overrides.yaml there" in nothing.stderr
 
@@ -197,6 +201,40 @@ def test_a_cache_entry_is_only_stored_and_restored_under_its_own_key(tmp_path, c
     (cache.entry / "round_0" / "teacher.json").write_text(json.dumps({"key": "key-z"}))
     assert not cache.restore(RunDir(tmp_path / "other"))
     assert "holds a teacher trained under key key-z; not used" in caplog.text
+
+
+def test_a_round_whose_best_checkpoint_is_gone_is_refused_then_refitted(tmp_path, raf):
+    """DONE is not trusted without best.ckpt; an interrupted fit without it starts over."""
+    train(tmp_path, *raf_args(raf), "pseudo_label=none", "teacher_cache=false")
+    run = RunDir(tmp_path / "run")
+    before = run.read_metrics(0)
+    run.best_checkpoint(0).unlink()
+    refused = fer("train", [f"resume={run.root}"], check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.output
+    assert (
+        f"round 0 of {run.root} is marked finished ({run.done_marker(0)}) but "
+        "round_0/checkpoints/best.ckpt is gone; to train that round again, delete "
+        f"{run.done_marker(0)} and resume"
+    ) in refused.stderr
+    run.done_marker(0).unlink()  # as advised: the fit is now an interrupted one, last.ckpt kept
+    again = fer("train", [f"resume={run.root}"])
+    assert "cannot keep its best epoch; fitting round 0 again from the start" in again.output
+    after = run.read_metrics(0)
+    assert run.best_checkpoint(0).is_file() and run.is_done(0)
+    assert after["test/macro_f1"] == pytest.approx(before["test/macro_f1"], abs=1e-6)
+    assert after["val/best_macro_f1"] == pytest.approx(before["val/best_macro_f1"], abs=1e-6)
+
+
+def test_the_teacher_cache_sees_images_rewritten_under_the_same_names(tmp_path):
+    root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
+    opts = [*raf_args(root), "pseudo_label=none"]
+    train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'a'}")
+    write_image(root / "basic" / "Image" / "aligned" / "test_0001_aligned.jpg", seed=99)
+    changed = train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'b'}")
+    assert "teacher cache hit" not in changed.output
+    assert fitted_rounds(tmp_path / "b") == [0]  # a new teacher, tested on the new picture
+    same = train(tmp_path, *opts, f"hydra.run.dir={tmp_path / 'c'}")
+    assert "teacher cache hit" in same.output and fitted_rounds(tmp_path / "c") == []
 
 
 # -- the session sweep: one cached teacher; a relaunch skips what is finished ---------------

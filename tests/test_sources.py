@@ -331,3 +331,21 @@ def test_images_below_the_minimum_side_count_as_corrupt(tmp_path: Path) -> None:
     kept = check_images(manifest, on_corrupt="skip", min_side=16)
     assert kept.paths.tolist() == [str(good)]
     assert check_images(manifest, min_side=8) is manifest
+
+
+def test_label_files_with_a_byte_order_mark_read_like_plain_utf8(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM: it is not part of the first image's name."""
+    make_rafdb(tmp_path / "raf", TRAIN, TEST)
+    label_file = _label_file(tmp_path / "raf")
+    label_file.write_bytes(b"\xef\xbb\xbf" + label_file.read_bytes())
+    manifests = read_rafdb(tmp_path / "raf")
+    assert manifests["train"].class_counts().tolist() == list(TRAIN)
+    make_rafdb_kaggle(tmp_path / "kaggle", TRAIN, TEST)
+    csv_file = tmp_path / "kaggle" / "train_labels.csv"
+    csv_file.write_bytes(b"\xef\xbb\xbf" + csv_file.read_bytes())
+    assert read_rafdb_kaggle(tmp_path / "kaggle")["train"].class_counts().tolist() == list(TRAIN)
+
+
+def test_a_missing_unlabeled_folder_names_its_setting(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"does not exist or is not a directory; check data\.unl"):
+        read_unlabeled_folder(tmp_path / "nope")

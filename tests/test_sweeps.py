@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import submitit
 from hydra import compose, initialize_config_dir
@@ -18,6 +21,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.config import PseudoLabelConfig
+from fer_lightning.data.synthetic_faces import render_face
 
 from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args
 
@@ -240,3 +244,41 @@ def test_experiments_accept_every_selection_strategy(experiment, preset, strateg
     """An experiment sets no strategy-specific option, so pseudo_label=<any> stays valid."""
     cfg = _compose(f"experiment={experiment}", f"pseudo_label={preset}")
     assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == strategy
+
+
+def test_every_path_of_a_sweep_pastes_back_as_printed(sweep, raf, tmp_path):
+    """Job dirs are named key=value,key=value: ckpt_path=, resume=, inputs= and output= take
+    them as typed (Hydra would read the = and , as syntax)."""
+    job = sweep.jobs()[SWEEP_THRESHOLDS[0]]
+    assert "=" in job.name and "," in job.name
+    copy = tmp_path / "sweep" / job.name  # resumed below: the session's sweep stays as it is
+    shutil.copytree(job, copy)
+    ckpt = copy / "round_1" / "checkpoints" / "best.ckpt"
+    evaluated = fer(
+        "evaluate",
+        [
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+            "data=rafdb",
+            f"data.root={raf}",
+            "data.num_workers=0",
+            "trainer.accelerator=cpu",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
+    assert f"checkpoint: {ckpt}" in evaluated.stdout
+    resumed = fer("train", [f"resume={copy}"])
+    assert "round 1: finished earlier" in resumed.output
+    face = render_face(np.random.default_rng(0), 3, 0.9, size=64)
+    assert cv2.imwrite(str(copy / "face.png"), face[..., ::-1])
+    predicted = fer(
+        "predict",
+        [
+            f"ckpt_path={ckpt}",
+            f"inputs={copy / 'face.png'}",
+            f"output={copy / 'pred.csv'}",
+            f"hydra.run.dir={tmp_path / 'predict'}",
+            "detector=none",
+        ],
+    )
+    assert f"wrote {copy / 'pred.csv'}" in predicted.stdout

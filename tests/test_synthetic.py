@@ -228,3 +228,27 @@ def test_cli(tmp_path: Path, capsys) -> None:
     assert len(read_labels(out)) == 21
     with Image.open(out / IMAGES / "test_0001_aligned.jpg") as im:
         assert im.size == (40, 40)
+
+
+def test_cli_never_deletes_a_users_files_nor_locks_the_folder(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "set"
+    out.mkdir(mode=0o755)
+    out.chmod(0o755)
+    args = ["--out", str(out), "--train", "7", "--test", "7", "--size", "32"]
+    synth_main(args)
+    assert out.stat().st_mode & 0o777 == 0o755  # not mkdtemp's drwx------
+    notes = out / "notes.txt"
+    notes.write_text("mine")
+    (out / "basic" / "Image" / "aligned" / "extra_face.jpg").write_bytes(b"mine too")
+    with pytest.raises(SystemExit) as exit_info:
+        synth_main([*args, "--seed", "5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"fer-synth: error: {out} holds files fer-synth did not write" in err
+    assert str(out / "basic" / "Image" / "aligned" / "extra_face.jpg") in err and "1 more" in err
+    assert notes.read_text() == "mine"
+    notes.unlink()
+    (out / "basic" / "Image" / "aligned" / "extra_face.jpg").unlink()
+    synth_main([*args, "--seed", "5", "--train", "9"])  # only its own files: replaced
+    assert len(read_labels(out)) == 16 and out.stat().st_mode & 0o777 == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]

@@ -118,7 +118,7 @@ def _duplicate_lines(root: Path) -> None:
 
 
 CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is written
-    "image size": (["data.image_size=-5"], "data.image_size=-5: must be an integer >= 16"),
+    "image size": (["data.image_size=-5"], "data.image_size=-5: must be an integer in [16, 1024]"),
     "no epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1"),
     "weights file": (["model.weights={text}"], "not a PyTorch weights file"),
     "no offline file": (
@@ -142,6 +142,15 @@ CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is wr
         "option 'k' is not used by strategy 'threshold'",
     ),
     "missing ckpt": (["ckpt_path={tmp}/nope.ckpt"], "nope.ckpt: file not found"),
+    "no validation": (
+        ["data.val_fraction=0"],
+        "data.val_fraction=0: fer-train needs a validation split",
+    ),
+    "seed text": (["seed=abc"], "seed='abc': must be an integer in [0, 4294967295]"),
+    "huge image": (
+        ["data.image_size=100000"],
+        "data.image_size=100000: must be an integer in [16, 1024]",
+    ),
 }
 DATA_ERRORS = {  # a damaged data set -> phrase
     "label 9": (_bad_label, "list_patition_label.txt:1 (train_00001.jpg): label 9 is outside"),
@@ -188,3 +197,33 @@ def test_wrong_override_fails_with_hydras_message(tmp_path):
     assert "Could not find 'model/not_a_model'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "round_0").exists()
+
+
+@pytest.mark.parametrize(
+    ("copy", "phrase"),
+    [
+        (("train_00001", "test_0001"), "evaluation would see training images"),
+        (("train_00001", "train_00011"), "one face would carry two labels"),
+    ],
+)
+def test_copied_images_are_found_by_content_and_named(copy, phrase, tmp_path):
+    """A face saved again under another name is the same image, whatever its path."""
+    root = make_rafdb(tmp_path / "raf", RAF_TRAIN, RAF_TEST)
+    aligned = root / "basic" / "Image" / "aligned"
+    source, copied = (aligned / f"{name}_aligned.jpg" for name in copy)
+    copied.write_bytes(source.read_bytes())
+    result = train(tmp_path, *raf_args(root), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.output, result.output
+    assert "1 image is a copy of others (identical bytes)" in result.stderr
+    assert phrase in result.stderr
+    assert str(source) in result.stderr and str(copied) in result.stderr
+    assert not (tmp_path / "run" / "round_0").exists()
+
+
+def test_random_init_is_announced_once(raf, tmp_path):
+    """model=mobilenetv1 has no offline ImageNet file: training says so, once, and how to fix."""
+    result = train(tmp_path, *raf_args(raf), "model=mobilenetv1", "pseudo_label=none")
+    assert result.output.count("NO PRETRAINED WEIGHTS: model.backbone=mobilenetv1_100") == 1
+    assert "model.pretrained=true" in result.output and "model.weights=PATH" in result.output
+    default = train(tmp_path / "v2", *raf_args(raf), "pseudo_label=none")  # offline ImageNet
+    assert "NO PRETRAINED WEIGHTS" not in default.output

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import os
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,6 +28,58 @@ CONFIG_DIR = str(importlib.resources.files("fer_lightning.conf"))
 register_resolvers()  # every config composed through CONFIG_DIR may use them
 register_experiment_resolvers()
 quiet_third_party()
+
+
+# what Hydra's override grammar reads unquoted (OverrideLexer.g4: ID and UNQUOTED_CHAR)
+_HYDRA_PLAIN = re.compile(r"[A-Za-z0-9_\-/\\+.$%*@?|]*")
+
+
+def _names_a_path(value: str, new_ok: bool) -> bool:
+    """An existing file or folder, or (``new_ok``) a new one in an existing folder."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return True
+    return new_ok and "/" in value and path.parent != Path() and path.parent.is_dir()
+
+
+def literal_paths(argv: Sequence[str]) -> list[str]:
+    """Quote, for Hydra, override values that name a path its grammar would misread.
+
+    A sweep's job directories are named ``key=value,key=value``; pasted back as
+    ``ckpt_path=<job>/round_0/checkpoints/best.ckpt``, Hydra reads the ``=`` and ``,`` as
+    syntax. A value that names an existing path (or a new file in an existing folder) is
+    one path, so it becomes ``key='value'``; a sweep's ``a,b`` names no path and stays a
+    sweep (under ``-m`` only existing paths are quoted). Values already quoted,
+    interpolations and quotes inside are left to Hydra.
+    """
+    multirun = any(a in ("-m", "--multirun") for a in argv)  # a,b there may be a sweep
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if (
+            eq
+            and not arg.startswith("-")
+            and not _HYDRA_PLAIN.fullmatch(value)
+            and not value.startswith(("'", '"'))
+            and not any(c in value for c in "'\\\"")
+            and "${" not in value
+            and _names_a_path(value, new_ok=not multirun)
+        ):
+            arg = f"{key}='{value}'"
+        out.append(arg)
+    return out
+
+
+def hydra_entry(app: Callable[[], Any]) -> Callable[[], Any]:
+    """A console entry point around a ``@hydra.main`` app: paths on the command line are
+    taken literally (:func:`literal_paths`), so every path the tools print pastes back."""
+
+    @functools.wraps(app)
+    def main() -> Any:
+        sys.argv = [sys.argv[0], *literal_paths(sys.argv[1:])]
+        return app()
+
+    return main
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, hydra_entry, user_errors
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.results import metrics_table
 
@@ -24,6 +24,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@hydra_entry
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
     with user_errors("fer-eval"):

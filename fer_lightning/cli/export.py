@@ -7,7 +7,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, hydra_entry, user_errors
 from fer_lightning.errors import ConfigError
 from fer_lightning.export import export_onnx, onnx_metadata
 from fer_lightning.models.checkpoints import load_classifier
@@ -32,6 +32,7 @@ def export(cfg: DictConfig) -> str:
     return str(output)
 
 
+@hydra_entry
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
 def main(cfg: DictConfig) -> None:
     with user_errors("fer-export"):

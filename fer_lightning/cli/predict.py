@@ -8,11 +8,14 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, hydra_entry, user_errors
+from fer_lightning.console import rate
 from fer_lightning.faces.align import FaceTemplate
 from fer_lightning.faces.detect import FaceDetector
 from fer_lightning.hardware import resolve_device
 from fer_lightning.inference import (
+    check_output,
+    check_readable,
     collect_inputs,
     draw_predictions,
     predict_files,
@@ -33,6 +36,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     """Load the checkpoint, predict every input, write the CSV and print a summary."""
     inputs = cfg.inputs
     paths = collect_inputs(OmegaConf.to_object(inputs) if OmegaConf.is_config(inputs) else inputs)
+    output = check_output(cfg.output, paths)
     model = load_classifier(cfg.ckpt_path)
     device = resolve_device(cfg.device)
     detector, template = face_pipeline(cfg)
@@ -48,11 +52,12 @@ def predict(cfg: DictConfig) -> list[dict]:
         face_margin=cfg.face_margin,
     )
     seconds = time.perf_counter() - start
-    output = write_predictions(rows, cfg.output, faces=detector is not None)
+    check_readable(rows)
+    output = write_predictions(rows, output, faces=detector is not None)
     print(summarize(rows))
     print(
         f"wrote {output} ({len(paths)} files in {seconds:.2f} s, "
-        f"{len(paths) / max(seconds, 1e-9):.0f} img/s on {device}, "
+        f"{rate(len(paths), seconds)} img/s on {device}, "
         f"{model.hparams.image_size}px {model.hparams.backbone})"
     )
     if cfg.draw:
@@ -61,6 +66,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     return rows
 
 
+@hydra_entry
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def main(cfg: DictConfig) -> None:
     with user_errors("fer-predict"):

@@ -14,6 +14,8 @@ from fer_lightning.groups import (
     is_study,
 )
 from fer_lightning.report import (
+    BEST_RULE,
+    INTERRUPTED,
     NoRunsError,
     best_run,
     load_runs,
@@ -53,7 +55,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if best is not None:
         print(
             f"best run by validation macro-F1: {best.label} "
-            f"(round {best.final['round']}, val {100 * best.final['val_macro_f1']:.1f})"
+            f"(round {best.final['round']}, val {100 * best.final['val_macro_f1']:.1f}; "
+            f"rule: {BEST_RULE} in the table)"
+        )
+    interrupted = [r for r in runs if r.status == INTERRUPTED]
+    if interrupted:
+        print(
+            f"{INTERRUPTED}: no process holds the run's lock and a round has no DONE; "
+            f"continue with fer-train resume={interrupted[0].run_dir}"
         )
     groups = group_runs(runs)
     if is_study(groups):

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 
+from fer_lightning.console import rate
 from fer_lightning.data.synthetic import META_FILE, generate_rafdb
 from fer_lightning.emotions import EMOTIONS
 
@@ -49,4 +50,4 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name:<10} {counts['train'][name]:>7} {counts['test'][name]:>7}")
     print(f"{'total':<10} {sum(counts['train'].values()):>7} {sum(counts['test'].values()):>7}")
     n = args.train + args.test
-    print(f"wrote {root} in {seconds:.2f} s ({n / max(seconds, 1e-9):.0f} img/s)")
+    print(f"wrote {root} in {seconds:.2f} s ({rate(n, seconds)} img/s)")

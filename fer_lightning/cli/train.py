@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from fer_lightning.cli.common import CONFIG_DIR, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, literal_paths, user_errors
 from fer_lightning.config import apply_study_role, validate_train
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import settings
@@ -55,7 +55,10 @@ def train(cfg: DictConfig) -> list[dict]:
     pseudo = validate_train(cfg)
     run = RunDir(HydraConfig.get().runtime.output_dir)
     # DDP ranks > 0 are started by rank 0 inside its run: the directory is already owned
-    owned = run.claim(settings(cfg), _hydra_files(cfg)) if rank_zero_only.rank == 0 else None
+    resumed = _resumed_from is not None and Path(_resumed_from) == run.root.resolve()
+    owned = (
+        run.claim(settings(cfg), _hydra_files(cfg), resumed) if rank_zero_only.rank == 0 else None
+    )
     with owned or contextlib.nullcontext():
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
@@ -106,14 +109,20 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [*kept, *extra, f"hydra.run.dir={run.root}"]
 
 
+_resumed_from: str | None = None  # the run directory of this process's resume=, if any
+
+
 def main() -> None:
     """Console entry point: handles ``resume=<run_dir>``, then runs the Hydra app."""
+    global _resumed_from
+    resume = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("resume=")]
+    _resumed_from = str(Path(resume[-1]).expanduser().resolve()) if resume else None
     try:
         argv = resume_argv(sys.argv[1:])
     except RunDirError as err:
         print(f"fer-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    sys.argv = [sys.argv[0], *argv]
+    sys.argv = [sys.argv[0], *literal_paths(argv)]
     hydra_main()
 
 

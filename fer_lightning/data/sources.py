@@ -37,11 +37,12 @@ def _shortlist(items: list[str]) -> str:
     return head + (f", ... ({len(items) - SHOW} more)" if len(items) > SHOW else "")
 
 
-def _root(root: str | os.PathLike, what: str) -> Path:
-    """An absolute data root (symlinks kept as the user wrote them), which must exist."""
+def _root(root: str | os.PathLike, what: str, key: str = "data.root") -> Path:
+    """An absolute data root (symlinks kept as the user wrote them), which must exist;
+    ``key`` is the setting that names it."""
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
     if not path.is_dir():
-        raise DataError(f"{what} root {path} does not exist or is not a directory; check data.root")
+        raise DataError(f"{what} root {path} does not exist or is not a directory; check {key}")
     return path
 
 
@@ -108,10 +109,14 @@ def _bad_lines_error(bad: list[str], expected: str) -> None:
 
 
 def _lines(label_file: Path) -> list[str]:
-    """The label file's lines; a non-UTF-8 byte is a DataError naming the file and line."""
+    """The label file's lines; a non-UTF-8 byte is a DataError naming the file and line.
+
+    A UTF-8 byte-order mark (Windows editors add one) is dropped, not read as part of the
+    first image's name.
+    """
     data = label_file.read_bytes()
     try:
-        return data.decode("utf-8").splitlines()
+        return data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise DataError(
@@ -344,7 +349,7 @@ def read_class_folders(root: str | os.PathLike) -> dict[str, Manifest]:
 
 def read_unlabeled_folder(root: str | os.PathLike) -> Manifest:
     """Every image under ``root`` (recursively), labels UNKNOWN: extra faces to pseudo-label."""
-    root = _root(root, "unlabeled image folder")
+    root = _root(root, "unlabeled image folder", "data.unlabeled_dir")
     paths = sorted(
         os.path.join(d, n)
         for d, _, files in os.walk(root, followlinks=True)

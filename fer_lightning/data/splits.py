@@ -8,9 +8,12 @@ pool; the pool keeps its true labels so pseudo-label precision can be audited.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +162,7 @@ def make_splits(
         test=test.subset(np.argsort(test.paths, kind="stable")),
     )
     check_disjoint(splits)
+    check_copies(splits)
     return splits
 
 
@@ -184,4 +188,68 @@ def check_disjoint(splits: Splits) -> None:
             f"{len(clashes)} images are in two splits at once, so evaluation would see training "
             f"images: {head}. Remove the repeats from the label files, and point "
             "data.unlabeled_dir at a folder that holds none of the data set's own images"
+        )
+
+
+def _file_digest(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).digest()
+    except OSError:
+        return None  # reported by the image check, not here
+
+
+def identical_files(paths: list[str], workers: int | None = None) -> list[list[int]]:
+    """Groups (indices into ``paths``) of files with identical bytes, each in path order.
+
+    Cheap on tens of thousands of small files: one ``stat`` each, and only files that
+    share their size with another are read and hashed (blake2b, in threads).
+    """
+    by_size: dict[int, list[int]] = {}
+    for i, path in enumerate(paths):
+        with contextlib.suppress(OSError):
+            by_size.setdefault(os.stat(path).st_size, []).append(i)
+    candidates = [i for group in by_size.values() if len(group) > 1 for i in group]
+    workers = workers or min(16, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        digests = pool.map(_file_digest, [paths[i] for i in candidates], chunksize=64)
+        by_digest: dict[bytes, list[int]] = {}
+        for i, digest in zip(candidates, digests, strict=True):
+            if digest is not None:
+                by_digest.setdefault(digest, []).append(i)
+    return sorted(sorted(g) for g in by_digest.values() if len(g) > 1)
+
+
+def check_copies(splits: Splits) -> None:
+    """No image is a byte-for-byte copy of another, in any split or the pool.
+
+    A copy across splits lets evaluation see a training image under another name; with
+    two labels, one face teaches two emotions; within a split, it counts twice.
+    """
+    paths, where = [], []
+    for name in SPLIT_NAMES:
+        manifest = getattr(splits, name)
+        paths += manifest.paths.tolist()
+        where += [(name, y) for y in manifest.labels.tolist()]
+    pairs, harms = [], set()
+    for group in identical_files(paths):
+        first = group[0]
+        for other in group[1:]:
+            (split_a, y_a), (split_b, y_b) = where[first], where[other]
+            if split_a != split_b:
+                harms.add("evaluation would see training images")
+            if UNKNOWN not in (y_a, y_b) and y_a != y_b:
+                harms.add("one face would carry two labels")
+            if split_a == split_b:
+                harms.add("a face would count twice")
+            a = f"{split_a}, {EMOTIONS[y_a] if y_a >= 0 else 'unlabeled'}"
+            b = f"{split_b}, {EMOTIONS[y_b] if y_b >= 0 else 'unlabeled'}"
+            pairs.append(f"{paths[first]} ({a}) = {paths[other]} ({b})")
+    if pairs:
+        more = f", ... ({len(pairs) - 5} more)" if len(pairs) > 5 else ""
+        raise DataError(
+            f"{len(pairs)} image{' is a copy' if len(pairs) == 1 else 's are copies'} of "
+            "others (identical bytes), so "
+            f"{' and '.join(sorted(harms))}: {', '.join(pairs[:5])}{more}. Delete the copies "
+            "(keep one file per face), and remove their lines from the label files"
         )

@@ -25,6 +25,7 @@ from fer_lightning.data.manifest import Manifest
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.data.synthetic_faces import render_face
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES, RAFDB_TEST_COUNTS, RAFDB_TRAIN_COUNTS
+from fer_lightning.errors import DataError
 from fer_lightning.io import atomic_dir
 
 VERSION = 2  # bump whenever the drawing changes, so cached sets are regenerated
@@ -116,18 +117,52 @@ def _cache_key(n_train: int, n_test: int, seed: int, image_size: int, label_nois
 def _read_meta(root: Path) -> dict | None:
     """The stored generation parameters; None if there is no data set yet.
 
-    Raises ``ValueError`` for a non-empty directory that is not a synthetic set, so
-    real data is never overwritten.
+    Raises :class:`DataError` (a ``ValueError``) for a non-empty directory that is not
+    a synthetic set, so real data is never overwritten.
     """
     meta = root / META_FILE
     if meta.is_file():
-        return json.loads(meta.read_text())
+        try:
+            return json.loads(meta.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(
+                f"{meta}: not a fer-synth record ({err}); refusing to overwrite {root}: "
+                "choose another directory or delete it yourself"
+            ) from None
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise ValueError(
+        raise DataError(
             f"{root} exists but is not a synthetic data set (no {META_FILE}); "
             "refusing to overwrite it: choose another directory or delete it yourself"
         )
     return None
+
+
+def _written_paths(meta: dict) -> set[Path]:
+    """Every file and folder (relative) that :func:`generate_rafdb` wrote for ``meta``."""
+    paths = {Path(META_FILE), Path(TRUTH_FILE), *LABEL_FILE.parents, LABEL_FILE}
+    paths |= set(IMAGE_DIR.parents) | {IMAGE_DIR}
+    for split in _SPLIT_IDS:
+        n = int(meta.get(f"n_{split}", 0))
+        paths |= {IMAGE_DIR / f"{_image_name(split, i, n)}_aligned.jpg" for i in range(n)}
+    return paths - {Path(".")}
+
+
+def _check_replaceable(root: Path, meta: dict | None) -> None:
+    """Refuse to replace a synthetic set that holds anything fer-synth did not write there.
+
+    Replacing the set deletes its folder: a user's own file in it (notes, a model, more
+    images) must not go with it.
+    """
+    if meta is None:
+        return
+    written = _written_paths(meta)
+    foreign = sorted(p for p in root.rglob("*") if p.relative_to(root) not in written)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise DataError(
+            f"{root} holds files fer-synth did not write, e.g. {foreign[0]}{more}; replacing "
+            "the data set would delete them: move them out, or choose another directory"
+        )
 
 
 def generate_rafdb(
@@ -152,7 +187,7 @@ def generate_rafdb(
             f"need n_train, n_test >= 0, image_size >= 8 and 0 <= label_noise <= 1; got "
             f"{n_train=}, {n_test=}, {image_size=}, {label_noise=}"
         )
-    _read_meta(root)
+    _check_replaceable(root, _read_meta(root))
     with atomic_dir(root) as tmp:
         (tmp / IMAGE_DIR).mkdir(parents=True)
         (tmp / LABEL_FILE).parent.mkdir(parents=True)

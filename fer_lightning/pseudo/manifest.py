@@ -7,6 +7,7 @@ so the pool's hidden labels cannot reach training through this file.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,27 +87,79 @@ def write_pseudo_manifest(
             writer.writerow(row)
 
 
+def _row_error(path: Path, line: int, why: str) -> DataError:
+    return DataError(
+        f"{path}:{line}: {why}; the pseudo-label manifest was edited or cut short: delete it "
+        f"and its audit ({path.with_suffix('.json').name}) and resume, to select again"
+    )
+
+
 def read_pseudo_manifest(path: str | os.PathLike) -> PseudoSet:
-    """Load a manifest for training: soft targets if ``prob_*`` columns exist, else one-hot."""
+    """Load a manifest for training: soft targets if ``prob_*`` columns exist, else one-hot.
+
+    A malformed row (a line cut short, a value that is not a number, a label outside
+    0..6) is a :class:`DataError` naming ``file:line``.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pseudo-label manifest {path} does not exist")
+    paths, labels, weights, confidence, targets = [], [], [], [], []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"path", "label", "confidence", "weight"} - set(reader.fieldnames or [])
+        header = reader.fieldnames or []
+        missing = {"path", "label", "confidence", "weight"} - set(header)
         if missing:
             raise DataError(f"{path}: missing columns {sorted(missing)}")
-        rows = list(reader)
-    soft = bool(rows) and PROB_COLUMNS[0] in rows[0]
-    labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
-    if soft:
-        targets = np.array([[float(r[c]) for c in PROB_COLUMNS] for r in rows], np.float32)
-    else:
-        targets = one_hot(labels)
+        soft = PROB_COLUMNS[0] in header
+        for row in reader:
+            line = reader.line_num
+            if None in row or None in row.values():
+                raise _row_error(path, line, f"not {len(header)} fields like its header")
+            try:
+                label = int(row["label"])
+                values = [float(row["weight"]), float(row["confidence"])]
+                if soft:
+                    values += [float(row[c]) for c in PROB_COLUMNS]
+            except (KeyError, ValueError) as err:
+                raise _row_error(path, line, f"not a number ({err})") from None
+            if not 0 <= label < NUM_CLASSES:
+                raise _row_error(path, line, f"label {label} is outside 0..{NUM_CLASSES - 1}")
+            paths.append(row["path"])
+            labels.append(label)
+            weights.append(values[0])
+            confidence.append(values[1])
+            if soft:
+                targets.append(values[2:])
+    hard = np.array(labels, dtype=np.int64)
+    target = np.array(targets, np.float32) if soft else one_hot(hard)
     return PseudoSet(
-        np.array([r["path"] for r in rows], dtype=np.str_),
-        labels,
-        targets.reshape(len(rows), NUM_CLASSES),
-        np.array([float(r["weight"]) for r in rows], dtype=np.float32),
-        np.array([float(r["confidence"]) for r in rows], dtype=np.float32),
+        np.array(paths, dtype=np.str_),
+        hard,
+        target.reshape(len(paths), NUM_CLASSES),
+        np.array(weights, dtype=np.float32),
+        np.array(confidence, dtype=np.float32),
     )
+
+
+def check_audit(pseudo: PseudoSet, manifest: str | os.PathLike, audit: str | os.PathLike) -> None:
+    """The manifest must still be the one its audit describes (``added`` rows).
+
+    The audit feeds ``rounds.csv`` and the report: a manifest edited after selection would
+    train the student on one set and report another.
+    """
+    manifest, audit = Path(manifest), Path(audit)
+    way_out = (
+        f"delete {manifest} and {audit} and resume, to select the pseudo labels again "
+        "from the teacher"
+    )
+    try:
+        added = json.loads(audit.read_text())["added"]
+    except FileNotFoundError:
+        raise DataError(f"{manifest} has no audit ({audit} is missing); {way_out}") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{audit}: not a pseudo-label audit ({err}); {way_out}") from None
+    if added != len(pseudo):
+        raise DataError(
+            f"{manifest} holds {len(pseudo)} pseudo labels but its audit {audit} says "
+            f"{added}: the manifest was edited after selection; {way_out}"
+        )
