@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.data.image_cache import CACHE_MODES
 from fer_lightning.data.images import check_on_corrupt
-from fer_lightning.data.splits import validate_protocol
+from fer_lightning.data.splits import ON_DUPLICATE, validate_protocol
 from fer_lightning.data.transforms import check_augment
 from fer_lightning.errors import ConfigError
 from fer_lightning.pseudo.selection import SelectionConfig
@@ -132,6 +132,11 @@ def _check_data(data: Mapping[str, Any]) -> None:
     _int("data.min_image_side", data.get("min_image_side", 1), 1)
     try:
         check_on_corrupt(data.get("on_corrupt", "fail"))
+        if data.get("on_duplicate", "fail") not in ON_DUPLICATE:
+            raise ValueError(
+                f"data.on_duplicate={data.get('on_duplicate')!r}: must be one of "
+                + ", ".join(ON_DUPLICATE)
+            )
         validate_protocol(
             data.get("labels_per_class"), data.get("label_fraction"), data.get("val_fraction", 0.1)
         )

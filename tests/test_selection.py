@@ -476,3 +476,9 @@ def test_the_reading_warns_when_a_pseudo_set_skews_or_leaves_an_emotion_out() ->
     fine = _balance_reading({**row, "share_after": 0.2, "no_pseudo": ""})
     assert fine == ["Balance: the largest emotion is 20.0 % of labeled + pseudo (25.0 % of the "
                     "labeled set)."]  # fmt: skip
+
+
+def test_the_audit_names_only_scarce_emotions_left_without_pseudo_labels() -> None:
+    audit = balance_audit(torch.tensor([0, 5, 0, 0]), torch.tensor([50, 10, 5, 20]))
+    assert audit["no_pseudo"] == [2, 3]  # class 0, the most frequent, is balanced out by design
+    assert audit["largest_share_after"] == pytest.approx(50 / 90) and not audit["skewed"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_lightning.data.manifest import UNKNOWN, Manifest
-from fer_lightning.data.splits import Splits, make_splits
+from fer_lightning.data.splits import Splits, drop_copies, make_splits
 from fer_lightning.errors import DataError
 
 # Imbalanced like RAF-DB, with a single-image class (anger) and an absent one (neutral).
@@ -163,3 +163,26 @@ def test_an_image_in_two_splits_is_refused() -> None:
     extra = Manifest(TRAIN.paths[:3], np.full(3, UNKNOWN))
     with pytest.raises(DataError, match=r"3 images are in two splits.*data.unlabeled_dir"):
         make_splits(TRAIN, TEST, seed=0, extra_unlabeled=extra)
+
+
+def test_on_duplicate_drop_keeps_one_copy_a_test_one_first(tmp_path, caplog):
+    def write(name: str, content: bytes) -> str:
+        (tmp_path / name).write_bytes(content)
+        return str(tmp_path / name)
+
+    train = Manifest(
+        np.array([write("t1.png", b"A"), write("t2.png", b"A"), write("t3.png", b"B"),
+                  write("t4.png", b"C"), write("t5.png", b"D"), write("t6.png", b"D")]),
+        np.array([0, 0, 1, 2, 3, 4]),
+    )  # fmt: skip
+    test = Manifest(np.array([write("s1.png", b"B"), write("s2.png", b"E")]), np.array([1, 5]))
+    extra = Manifest(np.array([write("u1.png", b"C"), write("u2.png", b"F")]), np.full(2, UNKNOWN))
+    with caplog.at_level(logging.WARNING):
+        kept_train, kept_test, kept_extra = drop_copies(train, test, extra)
+    names = [[Path(p).name for p in m.paths] for m in (kept_train, kept_test, kept_extra)]
+    # A twice in train: the first stays; B in test and train: test's stays; C in train and
+    # the pool: train's stays; D with two labels and no test copy: neither trains
+    assert names == [["t1.png", "t4.png"], ["s1.png", "s2.png"], ["u2.png"]]
+    assert "5 byte-identical copies left out (test 0, train 4, pool 1)" in caplog.text
+    assert "1 groups of copies disagreed on the label" in caplog.text
+    make_splits(kept_train, kept_test, val_fraction=0.0)  # what is left passes the copy check

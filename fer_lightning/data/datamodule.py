@@ -23,7 +23,13 @@ from fer_lightning.data.image_cache import CACHE_MODES, ImageCache
 from fer_lightning.data.images import check_on_corrupt, read_rgb
 from fer_lightning.data.manifest import Manifest
 from fer_lightning.data.sources import check_images, read_unlabeled_folder
-from fer_lightning.data.splits import SPLIT_NAMES, Splits, make_splits
+from fer_lightning.data.splits import (
+    ON_DUPLICATE,
+    SPLIT_NAMES,
+    Splits,
+    drop_copies,
+    make_splits,
+)
 from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
@@ -60,6 +66,7 @@ class FERDataModule(pl.LightningDataModule):
         unlabeled_dir: str | None = None,
         split_seed: int = 0,
         on_corrupt: str = "fail",
+        on_duplicate: str = "fail",
         min_image_side: int = 16,
         balanced_sampler: bool = False,
         augment: Mapping[str, Any] | None = None,
@@ -88,6 +95,11 @@ class FERDataModule(pl.LightningDataModule):
         self.unlabeled_dir = unlabeled_dir
         self.split_seed = split_seed
         self.on_corrupt = on_corrupt
+        if on_duplicate not in ON_DUPLICATE:
+            raise ConfigError(
+                f"data.on_duplicate must be one of {', '.join(ON_DUPLICATE)}, got {on_duplicate!r}"
+            )
+        self.on_duplicate = on_duplicate
         self.min_image_side = min_image_side
         self.balanced_sampler = balanced_sampler
         self.augment = dict(augment or {})
@@ -126,6 +138,8 @@ class FERDataModule(pl.LightningDataModule):
         if self.unlabeled_dir:
             pool = read_unlabeled_folder(self.unlabeled_dir)
             extra = check_images(pool, self.on_corrupt, self.min_image_side)
+        if self.on_duplicate == "drop":
+            train, test, extra = drop_copies(train, test, extra)
         return make_splits(
             train,
             test,

@@ -220,6 +220,49 @@ def identical_files(paths: list[str], workers: int | None = None) -> list[list[i
     return sorted(sorted(g) for g in by_digest.values() if len(g) > 1)
 
 
+ON_DUPLICATE: tuple[str, ...] = ("fail", "drop")
+
+
+def drop_copies(
+    train: Manifest, test: Manifest, extra: Manifest | None = None
+) -> tuple[Manifest, Manifest, Manifest | None]:
+    """Keep one file of each group of byte-identical images (``data.on_duplicate=drop``).
+
+    FER2013, for one, ships 1,531 such copies, 278 of them shared by train and test. The
+    kept copy is the test set's when there is one (the benchmark's test set stays whole and
+    no copy of it trains), else train's, else the extra pool's, the first by path; a group
+    whose labels disagree keeps no training copy at all. Logs what was dropped.
+    """
+    parts = [("test", test), ("train", train), ("pool", extra)]
+    parts = [(name, m) for name, m in parts if m is not None]
+    paths = [p for _, m in parts for p in m.paths.tolist()]
+    owner = [(k, i) for k, (_, m) in enumerate(parts) for i in range(len(m))]
+    drop = [np.zeros(len(m), bool) for _, m in parts]
+    conflicts = 0
+    for group in identical_files(paths):
+        members = sorted(group, key=lambda j: (owner[j][0], paths[j]))  # test first
+        labels = {int(parts[owner[j][0]][1].labels[owner[j][1]]) for j in members} - {UNKNOWN}
+        keep = members[0]
+        if len(labels) > 1:
+            conflicts += 1
+            if owner[keep][0] != 0:  # no test copy: the face's label is unknown, train on none
+                keep = None
+        for j in members:
+            if j != keep:
+                drop[owner[j][0]][owner[j][1]] = True
+    kept = {name: m.subset(np.flatnonzero(~d)) for (name, m), d in zip(parts, drop, strict=True)}
+    counts = {name: int(d.sum()) for (name, _), d in zip(parts, drop, strict=True)}
+    if sum(counts.values()):
+        log.warning(
+            "data.on_duplicate=drop: %d byte-identical copies left out (%s); %d groups of "
+            "copies disagreed on the label",
+            sum(counts.values()),
+            ", ".join(f"{name} {n}" for name, n in counts.items()),
+            conflicts,
+        )
+    return kept["train"], kept["test"], kept.get("pool")
+
+
 def check_copies(splits: Splits) -> None:
     """No image is a byte-for-byte copy of another, in any split or the pool.
 
@@ -251,5 +294,6 @@ def check_copies(splits: Splits) -> None:
             f"{len(pairs)} image{' is a copy' if len(pairs) == 1 else 's are copies'} of "
             "others (identical bytes), so "
             f"{' and '.join(sorted(harms))}: {', '.join(pairs[:5])}{more}. Delete the copies "
-            "(keep one file per face), and remove their lines from the label files"
+            "(keep one file per face), and remove their lines from the label files, or set "
+            "data.on_duplicate=drop to leave them out (a test copy is kept)"
         )

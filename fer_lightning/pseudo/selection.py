@@ -637,8 +637,9 @@ def balance_audit(pseudo_counts: Tensor, labeled_counts: Tensor) -> dict[str, ob
     Keys: ``labeled_count`` (list over classes), ``largest_share_labeled`` (the most
     frequent class's share of the labeled set), ``largest_share_after`` (the most frequent
     class's share of labeled + pseudo), ``largest_after`` (that class's index), ``skewed``
-    (the share grew: the pseudo set made the imbalance worse) and ``no_pseudo`` (classes
-    the pseudo set left with nothing).
+    (the share grew: the pseudo set made the imbalance worse) and ``no_pseudo`` (scarce
+    classes, below the mean labeled count, that the pseudo set left with nothing; a frequent
+    class getting none is what balancing does).
     """
     pseudo = torch.as_tensor(pseudo_counts, dtype=torch.int64)
     labeled = torch.as_tensor(labeled_counts, dtype=torch.int64)
@@ -651,5 +652,8 @@ def balance_audit(pseudo_counts: Tensor, labeled_counts: Tensor) -> dict[str, ob
         "largest_share_after": share_after,
         "largest_after": int(after.argmax()),
         "skewed": share_after > share_labeled + 1e-9,
-        "no_pseudo": (pseudo == 0).nonzero().flatten().tolist(),
+        "no_pseudo": ((pseudo == 0) & (labeled * len(labeled) < labeled.sum()))
+        .nonzero()
+        .flatten()
+        .tolist(),
     }
