@@ -122,6 +122,7 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
         "pseudo_label=topk",
         "pseudo_label.rounds=1",
         "pseudo_label.k=1000",  # keep every pool image: the manifest shows the whole gather
+        "pseudo_label.no_skew=false",
         "pseudo_label.min_confidence=0.0",
     ]
     proc = run("train", args, tmp_path)
@@ -150,7 +151,7 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
 def test_an_edited_manifest_is_refused_until_selected_again(tmp_path, raf):
     """A manifest cut mid-line or shortened is never trained on while its audit says more."""
     opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.k=20"]
-    opts += ["pseudo_label.min_confidence=0.0", "teacher_cache=false"]
+    opts += ["pseudo_label.min_confidence=0.0", "pseudo_label.no_skew=false", "teacher_cache=false"]
     train(tmp_path, *opts)
     run_dir = tmp_path / "run"
     manifest = run_dir / "pseudo_labels" / "round_1.csv"

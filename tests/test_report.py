@@ -131,20 +131,21 @@ def test_report_compares_sweep_and_flags_unfinished_runs(
     printed = capsys.readouterr().out
     rows = table_rows(printed)
     assert len(rows) == 8
-    # teacher F1, acc | final F1, acc | 7 emotions | pseudo added, precision | val | round | status
+    # teacher F1, acc | final F1, acc | 7 emotions | pseudo added, precision | val | round |
+    # steps (none recorded by these hand-made runs) | status
     assert rows["data=rafdb,pseudo_label.threshold=0.8"] == [
         "60.0", "68.0", "74.0", "82.0",
         "76.0", "66.0", "69.0", "89.0", "75.0", "70.0", "73.0",
-        "200", "80.0", "70.0", "2/2", "done",
+        "200", "80.0", "70.0", "2/2", "-", "done",
     ]  # fmt: skip
     assert rows["data=rafdb,pseudo_label.threshold=0.95"][2] == "70.0"
     assert rows["trainer.max_epochs=5"][2:4] == ["61.0", "69.0"]  # final = last finished round
-    assert rows["trainer.max_epochs=5"][-2:] == ["0/2", "running"]
-    assert rows["b_incomplete"][-2:] == ["0/2", "incomplete"]
+    assert rows["trainer.max_epochs=5"][-3:] == ["0/2", "-", "running"]
+    assert rows["b_incomplete"][-3:] == ["0/2", "-", "incomplete"]
     assert rows["seed=1"][-1].startswith("broken: round_1: JSONDecodeError")
     assert rows["seed=1"][2] == "60.0"  # the rounds before the damage are still shown
-    assert rows["seed=2"][-2:] == ["0/?", "broken: missing .hydra/config.yaml"]
-    assert rows["trainer.max_epochs=7"][-2:] == ["0/2", "interrupted"]
+    assert rows["seed=2"][-3:] == ["0/?", "-", "broken: missing .hydra/config.yaml"]
+    assert rows["trainer.max_epochs=7"][-3:] == ["0/2", "-", "interrupted"]
     assert "8 runs: 3 done, 1 running, 1 incomplete, 2 broken, 1 interrupted" in printed
     assert f"continue with fer-train resume={dead}" in printed
     assert "best run by validation macro-F1: data=rafdb,pseudo_label.threshold=0.9 " in printed
@@ -193,7 +194,7 @@ def test_single_run_without_students_writes_csv_only(
     main([str(run)])
 
     rows = table_rows(capsys.readouterr().out)
-    assert rows["run"][-2:] == ["0/0", "done"]  # no overrides: the directory name
+    assert rows["run"][-3:] == ["0/0", "-", "done"]  # no overrides: the directory name
     assert rows["run"][0] == rows["run"][2] == "60.0"  # teacher is final
     # no threshold, no student and no confusion matrix: nothing to plot
     assert sorted(p.name for p in run.iterdir() if p.is_file()) == ["report.csv"]

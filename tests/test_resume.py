@@ -171,6 +171,7 @@ def test_a_sweep_over_pools_gives_each_job_its_own_dir_and_teacher(tmp_path, raf
             f"data.unlabeled_dir={pools['poolA']},{pools['poolB']}",
             "pseudo_label=topk",
             "pseudo_label.k=100",
+            "pseudo_label.no_skew=false",
             "pseudo_label.min_confidence=0.0",
         ],
     )

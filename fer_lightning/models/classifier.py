@@ -104,6 +104,10 @@ class FERClassifier(pl.LightningModule):
             for v in (optimizer, scheduler, class_weights, compile)
         )
         self.save_hyperparameters(logger=False)
+        # a subclass's own init arguments are collected too: keep them plain data as well
+        for key, value in self.hparams.items():
+            if isinstance(value, DictConfig | ListConfig):
+                self.hparams[key] = OmegaConf.to_container(value, resolve=True)
         self.net = create_backbone(
             backbone, NUM_CLASSES, pretrained=pretrained, weights=weights, drop_rate=drop_rate
         )
