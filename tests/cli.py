@@ -99,6 +99,15 @@ def train(tmp: Path, *overrides: str, check: bool = True) -> Result:
     return fer("train", train_args(tmp, *overrides), check)
 
 
+def evaluate(ckpt: Path, root: Path, tmp: Path) -> Result:
+    """fer-eval (in this process) of ``ckpt`` on the RAF-DB-layout set at ``root``."""
+    where = [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp / 'eval'}"]
+    data = ["data=rafdb", f"data.root={root}", "data.num_workers=0"]
+    return fer(
+        "evaluate", [*where, *data, "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+    )
+
+
 def fitted_rounds(run_dir: Path) -> list[int]:
     """The rounds whose fit ran in ``run_dir`` (a cache-restored teacher has no last.ckpt)."""
     return sorted(

@@ -12,7 +12,7 @@ import torch
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.checkpoints import load_classifier
 
-from cli import fer, raf_args, train
+from cli import evaluate, fer, raf_args, train
 
 
 def test_a_module_of_ones_own_trains_and_serves_eval_predict_and_export(tmp_path, raf):
@@ -34,7 +34,7 @@ def test_a_module_of_ones_own_trains_and_serves_eval_predict_and_export(tmp_path
     assert saved["fer_inference"]["backbone"] == saved["hyper_parameters"]["backbone"]
 
     hydra = [f"hydra.run.dir={tmp_path / 'hydra'}"]
-    evaluated = fer("evaluate", [f"ckpt_path={ckpt}", "data=rafdb", f"data.root={raf}", *hydra])
+    evaluated = evaluate(ckpt, raf, tmp_path)
     assert "| all |" in evaluated.stdout
     face = next((raf / "basic" / "Image" / "aligned").glob("test_*"))
     out = tmp_path / "pred.csv"

@@ -23,7 +23,7 @@ from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.synthetic_faces import render_face
 
-from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args
+from cli import FAST, SWEEP_THRESHOLDS, Result, evaluate, fer, raf_args
 
 
 def _compose(*overrides: str, hydra: bool = False) -> DictConfig:
@@ -254,18 +254,7 @@ def test_every_path_of_a_sweep_pastes_back_as_printed(sweep, raf, tmp_path):
     copy = tmp_path / "sweep" / job.name  # resumed below: the session's sweep stays as it is
     shutil.copytree(job, copy)
     ckpt = copy / "round_1" / "checkpoints" / "best.ckpt"
-    evaluated = fer(
-        "evaluate",
-        [
-            f"ckpt_path={ckpt}",
-            f"hydra.run.dir={tmp_path / 'eval'}",
-            "data=rafdb",
-            f"data.root={raf}",
-            "data.num_workers=0",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
-        ],
-    )
+    evaluated = evaluate(ckpt, raf, tmp_path)
     assert f"checkpoint: {ckpt}" in evaluated.stdout
     resumed = fer("train", [f"resume={copy}"])
     assert "round 1: finished earlier" in resumed.output

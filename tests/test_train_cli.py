@@ -16,7 +16,7 @@ from fer_lightning.console import quiet_third_party
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import ConfigError
 
-from cli import fer, raf_args, tensorboard_tags, train
+from cli import evaluate, raf_args, tensorboard_tags, train
 from layouts import RAF_TEST, RAF_TRAIN, make_rafdb
 
 
@@ -61,18 +61,7 @@ def test_tensorboard_tags_are_logged_and_finite(rounds_run):
 def test_eval_reproduces_the_test_metrics(rounds_run, raf, tmp_path):
     run_dir, _ = rounds_run
     metrics = json.loads((run_dir / "round_0" / "metrics.json").read_text())
-    result = fer(
-        "evaluate",
-        [
-            f"ckpt_path={run_dir / 'round_0' / 'checkpoints' / 'best.ckpt'}",
-            f"hydra.run.dir={tmp_path / 'eval'}",
-            "data=rafdb",
-            f"data.root={raf}",
-            "data.num_workers=0",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
-        ],
-    )
+    result = evaluate(run_dir / "round_0" / "checkpoints" / "best.ckpt", raf, tmp_path)
     expected = f"| all | {100 * metrics['test/acc']:.1f} | {100 * metrics['test/macro_f1']:.1f} |"
     assert expected in result.stdout
 

@@ -349,13 +349,11 @@ def crest_mask(
     probs: Tensor, labeled_counts: Tensor, alpha: float = DEFAULT_ALPHA, min_confidence: float = 0.0
 ) -> Tensor:
     """Per predicted class, its most confident ``round(rate_c * rows predicted c)`` rows."""
-    num_classes = probs.shape[1]
     conf, pred = probs.max(dim=1)
-    predicted = torch.bincount(pred, minlength=num_classes).double()
+    predicted = torch.bincount(pred, minlength=probs.shape[1]).double()
     rates = crest_rates(labeled_counts, alpha).to(probs.device)
     quotas = torch.floor(predicted * rates + 0.5).long()
-    keep = _rank_within_class(conf, pred, num_classes) < quotas[pred]
-    return keep & (conf >= min_confidence)
+    return keep_top_per_class(probs, conf >= min_confidence, quotas)
 
 
 def no_skew_caps(kept: Tensor, labeled_counts: Tensor) -> Tensor:
@@ -371,14 +369,12 @@ def no_skew_caps(kept: Tensor, labeled_counts: Tensor) -> Tensor:
     total, largest = int(labeled.sum()), int(labeled.max()) if labeled.numel() else 0
     if total == 0:
         return kept
-    counts = kept
+    pseudo = int(kept.sum())
     while True:
-        pseudo = int(counts.sum())
-        caps = ((largest * (total + pseudo)) // total - labeled).clamp(min=0)
-        trimmed = kept.minimum(caps)
+        trimmed = kept.minimum(((largest * (total + pseudo)) // total - labeled).clamp(min=0))
         if int(trimmed.sum()) == pseudo:
             return trimmed
-        counts = trimmed
+        pseudo = int(trimmed.sum())
 
 
 def keep_top_per_class(probs: Tensor, keep: Tensor, caps: Tensor) -> Tensor:
