@@ -50,7 +50,7 @@ def sweep(log_dir: Path, cache: bool, extra: list[str], thresholds: str = THRESH
     args = [
         "-m",
         "pseudo_label=threshold",
-        f"pseudo_label.threshold={thresholds}",
+        f"pseudo_label.strategy.threshold={thresholds}",
         f"teacher_cache={str(cache).lower()}",
         f"paths.log_dir={log_dir}",
         f"hydra.sweep.dir={log_dir / 'sweep'}",

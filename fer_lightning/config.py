@@ -23,6 +23,7 @@ from fer_lightning.data.splits import ON_DUPLICATE, validate_protocol
 from fer_lightning.data.transforms import check_augment
 from fer_lightning.errors import ConfigError
 from fer_lightning.pseudo.selection import SelectionConfig
+from fer_lightning.pseudo.strategies import build_strategy
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,18 @@ class PseudoLabelConfig:
         check_augment(values["student_augment"], "pseudo_label.student_augment")
         selection = None
         picked = {k: v for k, v in options.items() if k in selection_keys}
-        if rounds > 0 or picked.get("strategy"):
+        if rounds > 0 or "strategy" in picked:
+            if "strategy" not in picked:
+                raise ConfigError(
+                    "pseudo_label.strategy: missing; pick a group (pseudo_label=balanced, "
+                    "crest, threshold, ...) or give strategy._target_ and its options"
+                )
             try:
-                selection = SelectionConfig.from_options(**picked)
+                strategy = build_strategy(picked.pop("strategy"))
+            except (TypeError, ValueError) as err:  # the message names pseudo_label.strategy
+                raise ConfigError(str(err)) from None
+            try:
+                selection = SelectionConfig.from_options(strategy, **picked)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"pseudo_label: {err}") from None
         values["rounds"] = rounds

@@ -1,13 +1,15 @@
 """What an experiment is: its settings, apart from where its files go and how fast it runs.
 
-Three consumers, one list of keys each may ignore:
+Every key of the composed config defines the experiment unless it is declared here, so a
+new group or key (``objective:``, ``data.mixup``) is part of every comparison without an
+edit: leaving one out can only cost a cache miss, never a silent reuse. Three consumers:
 - a run directory's record (:mod:`fer_lightning.run_dir`) compares the experiment settings,
   so a directory never holds two experiments, while ``resume=`` may move a run to
-  another machine (:data:`RUNTIME_KEYS`);
+  another machine (all but :data:`RUNTIME_KEYS`);
 - sweep job directories are named by the overrides that are not runtime keys
   (:func:`job_dirname`), so jobs of different experiments never share one;
-- the teacher cache keys a teacher by every setting that can change its numbers
-  (all but :data:`BOOKKEEPING_KEYS`).
+- the teacher cache keys a teacher by every setting that can change round 0's numbers
+  (:func:`teacher_settings`: all but :data:`BOOKKEEPING_KEYS` and :data:`AFTER_TEACHER`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ MACHINE_KEYS = (
     "model.compile",
 )
 RUNTIME_KEYS = BOOKKEEPING_KEYS + MACHINE_KEYS
+# read only after round 0 (the students' rounds; a study's role, whose settings a teacher
+# needs are copied into data/pseudo_label): one teacher serves every value of these
+AFTER_TEACHER = ("pseudo_label", "study")
 # group choices that only pick machine settings (trainer=gpu sets the keys above)
 MACHINE_GROUPS = ("trainer",)
 
@@ -84,6 +89,15 @@ def settings(cfg: DictConfig, ignore: Sequence[str] = RUNTIME_KEYS) -> dict[str,
         if isinstance(flat.get(key), str):
             flat[key] = os.path.abspath(os.path.expanduser(flat[key]))
     return flat
+
+
+def teacher_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that can change round 0: what the teacher cache keys a teacher by."""
+    return {
+        key: value
+        for key, value in settings(cfg, ignore=BOOKKEEPING_KEYS).items()
+        if not under(key, AFTER_TEACHER)
+    }
 
 
 # the seed and what copies it: runs that differ only here are one configuration's repeats
@@ -125,6 +139,9 @@ def _short(value: str) -> str:
     return f"{base}-{digest(value, 6)}"
 
 
+MAX_JOB_NAME = 200  # characters of a job directory's name; longer ones end in a hash
+
+
 def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> str:
     """A sweep job's directory name: its overrides as ``key=value`` joined by commas.
 
@@ -133,7 +150,8 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> s
     ``override_dirname.exclude_keys``) are left out of the readable part but still
     hashed into a last ``excluded=<hash>`` item: jobs that differ only in an excluded
     key get different directories, and the record of each directory
-    (:mod:`fer_lightning.run_dir`) refuses another experiment in any case.
+    (:mod:`fer_lightning.run_dir`) refuses another experiment in any case. A name longer
+    than :data:`MAX_JOB_NAME` is cut and ends in a hash of the whole name.
     """
     named, hidden = [], []
     for override in overrides:
@@ -143,7 +161,10 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> s
         (hidden if key in exclude_keys else named).append(f"{key}={_short(value)}")
     if hidden:
         named.append(f"excluded={digest(sorted(hidden), 6)}")
-    return ",".join(sorted(named)) or "defaults"
+    name = ",".join(sorted(named)) or "defaults"
+    if len(name) > MAX_JOB_NAME:  # file systems refuse names over 255 bytes
+        name = f"{name[: MAX_JOB_NAME - 13]},...={digest(name, 8)}"
+    return name
 
 
 def register_resolvers() -> None:

@@ -34,6 +34,7 @@ from fer_lightning.groups import (
 )
 from fer_lightning.io import atomic_path
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
+from fer_lightning.pseudo.strategies import strategy_name
 from fer_lightning.results import pct
 from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
@@ -64,7 +65,7 @@ class RunSummary:
     overrides: list[str]
     status: str = "done"
     threshold: float | None = None
-    strategy: str | None = None  # pseudo_label.strategy
+    strategy: str | None = None  # the class of pseudo_label.strategy (TopK, Crest, ...)
     student_rounds: int | None = None  # configured pseudo_label.rounds; None without a config
     rounds: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""  # the name without the overrides all compared runs share
@@ -160,8 +161,9 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             run.role = cfg.get("study")
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
-            run.strategy = pseudo.get("strategy")
-            threshold = pseudo.get("threshold")
+            strategy = pseudo.get("strategy") or {}
+            run.strategy = strategy_name(strategy)
+            threshold = strategy.get("threshold")
             run.threshold = None if threshold is None else float(threshold)
     except Exception as err:  # unparsable YAML or odd values: report it, keep going
         problems.append(f".hydra/config.yaml: {_reason(err)}")
@@ -231,6 +233,7 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
         "group": run.group,
         "final_round": final.get("round"),
         "student_rounds": run.student_rounds,
+        "strategy": run.strategy,
         "threshold": run.threshold,
         "teacher_test_macro_f1": teacher.get("test_macro_f1"),
         "teacher_test_acc": teacher.get("test_acc"),
@@ -293,9 +296,9 @@ def report_table(runs: Sequence[RunSummary]) -> str:
 
 
 def threshold_plot(runs: Sequence[RunSummary]) -> Figure | None:
-    """Teacher and final test macro-F1 against pseudo_label.threshold over the finished runs
-    that have one; None unless they are one strategy swept over two thresholds or more (a
-    study's strategies at one threshold each are the group plots' subject)."""
+    """Teacher and final test macro-F1 against pseudo_label.strategy.threshold over the
+    finished runs that have one; None unless they are one strategy swept over two thresholds
+    or more (a study's strategies at one threshold each are the group plots' subject)."""
     done = [r for r in runs if r.status == "done" and r.threshold is not None]
     if len({r.strategy for r in done}) != 1 or len({r.threshold for r in done}) < 2:
         return None

@@ -33,6 +33,7 @@ from fer_lightning.io import atomic_path, atomic_write_text, number, write_json
 RECORD_FILE = "experiment.json"
 LOCK_FILE = ".lock"
 HYDRA_DIR = ".hydra"
+DONE = "DONE"  # written last into a finished round (and a complete teacher cache entry)
 TENSORBOARD_DIR = "tensorboard"
 TENSORBOARD_ROUNDS = "rounds"  # tensorboard/rounds: rounds/<metric> with step = round
 # what the teacher cache keeps of a run: enough to restore round 0 elsewhere
@@ -44,7 +45,7 @@ AUDIT_COLUMNS = (("count", "count"), ("conf", "mean_confidence"), ("precision", 
 
 @dataclass(frozen=True)
 class RunDir:
-    """The layout of one run directory (``root``); nothing here touches the disk."""
+    """The layout of one run directory (``root``): its paths, its record and its rounds."""
 
     root: Path
 
@@ -59,10 +60,6 @@ class RunDir:
     @property
     def record(self) -> Path:
         return self.root / RECORD_FILE
-
-    @property
-    def splits(self) -> Path:
-        return self.root / "splits"  # {labeled,unlabeled,val,test}.csv
 
     def round(self, k: int) -> Path:
         return self.root / f"round_{k}"
@@ -91,7 +88,7 @@ class RunDir:
         return self.round(0) / "teacher.json"
 
     def done_marker(self, k: int) -> Path:
-        return self.round(k) / "DONE"  # written last: round k is finished
+        return self.round(k) / DONE
 
     def pseudo_manifest(self, k: int) -> Path:
         """The pseudo set the student of round ``k`` trains on (written after round k-1)."""

@@ -1,15 +1,15 @@
 """Teacher cache: round 0 does not depend on the pseudo-label settings, so train it once.
 
-An entry is keyed by a hash of everything that can change the teacher's numbers (data,
-split, model, optimisation, trainer, seed, code versions; not ``pseudo_label`` or where
-files go) and of the images themselves: every file of the four splits by path, label,
-size and modification time in nanoseconds (:func:`split_fingerprint`; a ``stat`` per
-file, no reading), so pictures overwritten under the same names give a new key. It
-holds the run's split and its ``round_0`` directory (best checkpoint, metrics, teacher
-probabilities, and ``teacher.json``: the key it was trained under). An
-entry only ever holds what its key describes: a run's round 0 is stored only if it was
-trained under that key, and an entry is restored only if its record says the key. A file
-lock makes concurrent jobs train a teacher once; entries are built in a temp directory
+An entry is keyed by a hash of everything that can change the teacher's numbers (every
+setting but those :func:`fer_lightning.experiment.teacher_settings` declares bookkeeping or
+read after round 0, plus code versions) and of the images themselves: every file of the
+four splits by path, label, size and modification time in nanoseconds
+(:func:`split_fingerprint`; a ``stat`` per file, no reading), so pictures overwritten under
+the same names give a new key. It holds the run's split and its ``round_0`` directory (best
+checkpoint, metrics, teacher probabilities, and ``teacher.json``: the key it was trained
+under). An entry only ever holds what its key describes: a run's round 0 is stored only if
+it was trained under that key, and an entry is restored only if its record says the key. A
+file lock makes concurrent jobs train a teacher once; entries are built in a temp directory
 and renamed, so nobody reads a half-written one.
 """
 
@@ -29,13 +29,12 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig
 
 from fer_lightning.data.splits import SPLIT_NAMES, Splits
-from fer_lightning.experiment import BOOKKEEPING_KEYS, digest, settings, under
+from fer_lightning.experiment import digest, teacher_settings
 from fer_lightning.io import atomic_dir, write_json
-from fer_lightning.run_dir import TEACHER_PARTS, RunDir
+from fer_lightning.run_dir import DONE, TEACHER_PARTS, RunDir
 
 log = logging.getLogger(__name__)
 
-TEACHER_GROUPS = ("data", "model", "trainer", "callbacks", "seed", "ckpt_path")
 CODE = ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
 
 
@@ -61,11 +60,7 @@ def split_fingerprint(splits: Splits) -> dict[str, Any]:
 def teacher_key(cfg: DictConfig, splits: Splits | None = None) -> tuple[str, dict[str, Any]]:
     """(short hash, settings) of the resolved settings that determine round 0, and of the
     split's files (:func:`split_fingerprint`) when ``splits`` is given."""
-    values = {
-        key: value
-        for key, value in settings(cfg, ignore=BOOKKEEPING_KEYS).items()
-        if under(key, TEACHER_GROUPS)
-    }
+    values = teacher_settings(cfg)
     if splits is not None:
         values["files"] = split_fingerprint(splits)
     # code that trains the teacher: a new release of these must not reuse an old teacher
@@ -98,7 +93,7 @@ class TeacherCache:
 
     @property
     def ready(self) -> bool:
-        return (self.entry / "DONE").is_file()
+        return (self.entry / DONE).is_file()
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[None]:
@@ -149,5 +144,5 @@ class TeacherCache:
         with atomic_dir(self.entry) as tmp:
             _copy_parts(run.root, tmp)
             RunDir(tmp).last_checkpoint(0).unlink(missing_ok=True)
-            (tmp / "DONE").touch()
+            (tmp / DONE).touch()
         log.info("teacher cache %s: stored the teacher of %s", self.key, run.root)

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -56,7 +56,7 @@ def build_callbacks(cfg: DictConfig, run: RunDir, k: int, extra: list[pl.Callbac
     for cb_cfg in (cfg.get("callbacks") or {}).values():
         if cb_cfg is None:
             continue
-        if str(cb_cfg.get("_target_", "")).endswith("ModelCheckpoint"):
+        if _builds(cb_cfg, ModelCheckpoint):
             callbacks.append(instantiate(cb_cfg, dirpath=str(run.checkpoints(k))))
         else:
             callbacks.append(instantiate(cb_cfg))
@@ -70,7 +70,7 @@ def build_loggers(cfg: DictConfig, run: RunDir, k: int) -> list[Any]:
         if not lg:
             continue
         where = {"save_dir": str(run.root), "version": RunDir.tensorboard_version(k)}
-        if str(lg.get("_target_", "")).endswith("TensorBoardLogger"):
+        if _builds(lg, TensorBoardLogger):
             where["name"] = TENSORBOARD_DIR
         loggers.append(instantiate(lg, **where))
     return loggers
@@ -78,7 +78,17 @@ def build_loggers(cfg: DictConfig, run: RunDir, k: int) -> list[Any]:
 
 def uses_tensorboard(cfg: DictConfig) -> bool:
     loggers = (cfg.get("logger") or {}).values()
-    return any(str(lg.get("_target_", "")).endswith("TensorBoardLogger") for lg in loggers if lg)
+    return any(_builds(lg, TensorBoardLogger) for lg in loggers if lg)
+
+
+def _builds(node: DictConfig, base: type) -> bool:
+    """Whether the config node's ``_target_`` is ``base`` or a subclass (imported, not matched
+    by name, so an alias or a subclass of one's own counts)."""
+    target = node.get("_target_")
+    if target is None:
+        return False
+    built = get_object(str(target))
+    return isinstance(built, type) and issubclass(built, base)
 
 
 @rank_zero_only

@@ -34,8 +34,8 @@ def rounds_run(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> tuple[Pat
         tmp,
         *raf_args(raf),
         "pseudo_label=topk",
-        "pseudo_label.k=2",
-        "pseudo_label.min_confidence=0.0",
+        "pseudo_label.strategy.k=2",
+        "pseudo_label.strategy.min_confidence=0.0",
         "pseudo_label.soft=true",
         "pseudo_label.temperature=0.5",
         "pseudo_label.rounds=2",
@@ -65,23 +65,24 @@ class Sweep:
         for job in self.dir.iterdir():
             config = job / ".hydra" / "config.yaml"
             if config.is_file():
-                found[yaml.safe_load(config.read_text())["pseudo_label"]["threshold"]] = job
+                pseudo = yaml.safe_load(config.read_text())["pseudo_label"]
+                found[pseudo["strategy"]["threshold"]] = job
         return dict(sorted(found.items()))
 
 
 @pytest.fixture(scope="session")
 def sweep(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> Sweep:
-    """``fer-train -m pseudo_label.threshold=0.3,0.6``, one student each, one cached teacher.
+    """``fer-train -m pseudo_label.strategy.threshold=0.3,0.6``: a student each, one teacher.
 
     The fixed settings are excluded from the job names, so jobs are named
-    ``excluded=<hash>,pseudo_label.threshold=<t>``.
+    ``excluded=<hash>,pseudo_label.strategy.threshold=<t>``.
     """
     tmp = tmp_path_factory.mktemp("sweep")
     fixed = [*raf_args(raf), "pseudo_label=threshold", "pseudo_label.rounds=1", *FAST]
     exclude = ",".join(o.split("=", 1)[0] for o in fixed)
     args = [
         "-m",
-        f"pseudo_label.threshold={','.join(map(str, SWEEP_THRESHOLDS))}",
+        f"pseudo_label.strategy.threshold={','.join(map(str, SWEEP_THRESHOLDS))}",
         f"hydra.sweep.dir={tmp / 'sweep'}",
         f"hydra.job.config.override_dirname.exclude_keys=[{exclude}]",
         f"paths.log_dir={tmp / 'logs'}",

@@ -31,7 +31,7 @@ def test_notebook_compares_a_sweep(tmp_path: Path, kernel_env: str) -> None:
             test_f1=(0.6, 0.6 + seed / 50),
             student_rounds=1,
             seed=seed,
-            settings={"pseudo_label.threshold": 0.85},
+            settings={"pseudo_label.strategy.threshold": 0.85},
         )
     out = tmp_path / "out"
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -48,9 +48,10 @@ def test_notebook_compares_a_sweep(tmp_path: Path, kernel_env: str) -> None:
     # threshold curve, per-emotion bars, 2 confusion matrices; the groups' change and F1 bars
     assert len(images) == 6
     tables = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
-    assert "| data=rafdb,pseudo_label.threshold=0.9 |" in tables
+    assert "| data=rafdb,pseudo_label.strategy.threshold=0.9 |" in tables
     assert "| running |" in tables
     assert "| group | n | teacher F1 |" in tables and "± " in tables
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "data=rafdb,pseudo_label.threshold=0.9  (" in printed  # best by validation, not by test
+    # best by validation, not by test
+    assert "data=rafdb,pseudo_label.strategy.threshold=0.9  (" in printed
     assert (out / "report.csv").is_file()

@@ -12,22 +12,79 @@ import torch
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.checkpoints import load_classifier
 
-from cli import evaluate, fer, raf_args, train
+from cli import FAST, evaluate, fer, raf_args
+
+USER_STRATEGY = """
+from dataclasses import dataclass
+
+import torch
+
+from fer_lightning.pseudo.strategies import Inputs, Strategy
 
 
-def test_a_module_of_ones_own_trains_and_serves_eval_predict_and_export(tmp_path, raf):
-    train(
-        tmp_path,
+@dataclass(frozen=True)
+class LeastConfident(Strategy):
+    \"\"\"The n pool faces the teacher is least sure of: unlike every built-in strategy.\"\"\"
+
+    n: int = 1
+
+    def keep(self, probs: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        mask = torch.zeros(len(probs), dtype=torch.bool)
+        mask[probs.max(dim=1).values.argsort(stable=True)[: self.n]] = True
+        return mask
+"""
+
+USER_GROUP = """defaults:
+  - _base_
+strategy:
+  _target_: user_strategy.LeastConfident
+  n: 1
+no_skew: false
+"""
+
+
+def test_a_strategy_and_a_module_of_ones_own_sweep_report_and_serve(tmp_path, raf, monkeypatch):
+    """One Python module on the path and one YAML in --config-dir: a 2-job sweep of a new
+    strategy, trained by a LightningModule subclass with its own step and init argument."""
+    (tmp_path / "user_strategy.py").write_text(USER_STRATEGY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "conf" / "pseudo_label").mkdir(parents=True)
+    (tmp_path / "conf" / "pseudo_label" / "least_confident.yaml").write_text(USER_GROUP)
+    fixed = [
         *raf_args(raf),
+        *FAST,
         "model._target_=custom_module.MarginClassifier",
         "+model.margin=0.5",
-        "pseudo_label=topk",
-        "pseudo_label.k=2",
-        "pseudo_label.min_confidence=0.0",
+        "pseudo_label=least_confident",
+    ]
+    exclude = ",".join(o.lstrip("+").split("=", 1)[0] for o in fixed)
+    sweep = tmp_path / "sweep"
+    fer(
+        "train",
+        [
+            "-m",
+            "-cd",
+            str(tmp_path / "conf"),
+            "pseudo_label.strategy.n=2,5",
+            f"hydra.sweep.dir={sweep}",
+            f"hydra.job.config.override_dirname.exclude_keys=[{exclude}]",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *fixed,
+        ],
     )
-    run = tmp_path / "run"
-    assert (run / "round_1" / "DONE").is_file()  # the teacher labeled the pool, a student fit
-    ckpt = run / "round_0" / "checkpoints" / "best.ckpt"
+    jobs = {n: next(sweep.glob(f"*pseudo_label.strategy.n={n}")) for n in (2, 5)}
+    for n, run in jobs.items():
+        assert (run / "round_1" / "DONE").is_file()
+        probs = torch.load(run / "round_0" / "teacher_probs.pt", weights_only=True)["pool"]
+        with open(run / "pseudo_labels" / "round_1.csv", newline="") as f:
+            assert len(list(csv.DictReader(f))) == n  # the strategy's own rule picked them
+        assert probs.shape[0] > n
+    report = fer("report", [str(sweep)])
+    assert "pseudo_label.strategy.n=2" in report.stdout and "2 done" in report.stdout
+    with open(sweep / "report.csv", newline="") as f:
+        assert {row["strategy"] for row in csv.DictReader(f)} == {"LeastConfident"}
+
+    ckpt = jobs[2] / "round_0" / "checkpoints" / "best.ckpt"
     saved = torch.load(ckpt, weights_only=True)
     assert saved["hyper_parameters"]["margin"] == 0.5  # FERClassifier itself takes no margin
     assert saved["fer_inference"]["labels"] == list(EMOTIONS)

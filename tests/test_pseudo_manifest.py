@@ -10,11 +10,12 @@ import torch
 
 from fer_lightning.pseudo import manifest as pm
 from fer_lightning.pseudo.selection import select
+from fer_lightning.pseudo.strategies import Threshold
 
 
 def _pseudo(soft: bool) -> pm.PseudoSet:
     probs = torch.tensor([[0.95, 0.05] + [0.0] * 5, [0.1, 0.0, 0.9] + [0.0] * 4, [1 / 7] * 7])
-    sel = select(probs, "threshold", threshold=0.9, soft=soft, temperature=0.5 if soft else 1.0)
+    sel = select(probs, Threshold(threshold=0.9), soft=soft, temperature=0.5 if soft else 1.0)
     return pm.PseudoSet.from_selection(np.array(["a.jpg", "b.jpg", "c.jpg"]), sel)
 
 

@@ -99,7 +99,7 @@ def test_round_that_selects_nothing_trains_on_labeled_only(tmp_path, raf):
         *raf_args(raf),
         "pseudo_label=threshold",
         "pseudo_label.rounds=1",
-        "pseudo_label.threshold=1.0",
+        "pseudo_label.strategy.threshold=1.0",
     )
     rows = _read_csv(tmp_path / "run" / "rounds.csv")
     assert [int(r["pseudo_added"]) for r in rows] == [0, 0]
@@ -121,9 +121,9 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
         "data.labels_per_class=3",
         "pseudo_label=topk",
         "pseudo_label.rounds=1",
-        "pseudo_label.k=1000",  # keep every pool image: the manifest shows the whole gather
+        "pseudo_label.strategy.k=1000",  # every pool image: the manifest shows the whole gather
         "pseudo_label.no_skew=false",
-        "pseudo_label.min_confidence=0.0",
+        "pseudo_label.strategy.min_confidence=0.0",
     ]
     proc = run("train", args, tmp_path)
     run_dir = tmp_path / "run"
@@ -150,8 +150,9 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
 
 def test_an_edited_manifest_is_refused_until_selected_again(tmp_path, raf):
     """A manifest cut mid-line or shortened is never trained on while its audit says more."""
-    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.k=20"]
-    opts += ["pseudo_label.min_confidence=0.0", "pseudo_label.no_skew=false", "teacher_cache=false"]
+    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.strategy.k=20"]
+    opts += ["pseudo_label.strategy.min_confidence=0.0", "pseudo_label.no_skew=false"]
+    opts += ["teacher_cache=false"]
     train(tmp_path, *opts)
     run_dir = tmp_path / "run"
     manifest = run_dir / "pseudo_labels" / "round_1.csv"

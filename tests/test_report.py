@@ -23,6 +23,7 @@ SWEEP = {  # threshold: (test macro-F1 per round, final val macro-F1): best by t
     0.95: ((0.60, 0.66, 0.70), 0.68),
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+THRESHOLD = "fer_lightning.pseudo.strategies.Threshold"
 
 
 def write_yaml(path: Path, text: str) -> None:
@@ -44,9 +45,9 @@ def make_run(
     settings: dict | None = None,
 ) -> Path:
     """A run with ``len(test_f1)`` finished rounds, as fer-train leaves it on disk."""
-    pseudo = f"  rounds: {student_rounds}\n  strategy: threshold\n"
+    pseudo = f"  rounds: {student_rounds}\n  strategy:\n    _target_: {THRESHOLD}\n"
     if threshold is not None:
-        pseudo += f"  threshold: {threshold}\n"
+        pseudo += f"    threshold: {threshold}\n"
     write_yaml(run_dir / ".hydra" / "config.yaml", f"seed: {seed}\npseudo_label:\n{pseudo}")
     if settings is not None:
         record = {"settings": {**settings, "seed": seed, "data.split_seed": seed}}
@@ -86,7 +87,7 @@ def make_sweep(root: Path) -> Path:
     root.mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
     for threshold, (test_f1, val) in SWEEP.items():
-        name = f"data=rafdb,pseudo_label.threshold={threshold}"
+        name = f"data=rafdb,pseudo_label.strategy.threshold={threshold}"
         make_run(
             root / name,
             [*name.split(","), f"paths.log_dir={root.parent}"],  # excluded from override_dirname
@@ -133,12 +134,12 @@ def test_report_compares_sweep_and_flags_unfinished_runs(
     assert len(rows) == 8
     # teacher F1, acc | final F1, acc | 7 emotions | pseudo added, precision | val | round |
     # steps (none recorded by these hand-made runs) | status
-    assert rows["data=rafdb,pseudo_label.threshold=0.8"] == [
+    assert rows["data=rafdb,pseudo_label.strategy.threshold=0.8"] == [
         "60.0", "68.0", "74.0", "82.0",
         "76.0", "66.0", "69.0", "89.0", "75.0", "70.0", "73.0",
         "200", "80.0", "70.0", "2/2", "-", "done",
     ]  # fmt: skip
-    assert rows["data=rafdb,pseudo_label.threshold=0.95"][2] == "70.0"
+    assert rows["data=rafdb,pseudo_label.strategy.threshold=0.95"][2] == "70.0"
     assert rows["trainer.max_epochs=5"][2:4] == ["61.0", "69.0"]  # final = last finished round
     assert rows["trainer.max_epochs=5"][-3:] == ["0/2", "-", "running"]
     assert rows["b_incomplete"][-3:] == ["0/2", "-", "incomplete"]
@@ -148,12 +149,13 @@ def test_report_compares_sweep_and_flags_unfinished_runs(
     assert rows["trainer.max_epochs=7"][-3:] == ["0/2", "-", "interrupted"]
     assert "8 runs: 3 done, 1 running, 1 incomplete, 2 broken, 1 interrupted" in printed
     assert f"continue with fer-train resume={dead}" in printed
-    assert "best run by validation macro-F1: data=rafdb,pseudo_label.threshold=0.9 " in printed
+    best = "best run by validation macro-F1: data=rafdb,pseudo_label.strategy.threshold=0.9 "
+    assert best in printed
 
     with open(out / "report.csv", newline="") as f:
         csv_rows = {r["run"]: r for r in csv.DictReader(f)}
     assert set(csv_rows) == set(rows)
-    sweep_row = csv_rows["data=rafdb,pseudo_label.threshold=0.9"]
+    sweep_row = csv_rows["data=rafdb,pseudo_label.strategy.threshold=0.9"]
     assert float(sweep_row["threshold"]) == 0.9
     assert float(sweep_row["teacher_test_macro_f1"]) == pytest.approx(0.60)
     assert float(sweep_row["final_test_macro_f1"]) == pytest.approx(0.72)
@@ -180,10 +182,10 @@ def test_names_leave_out_overrides_shared_by_all_runs(
     main([str(sweep)])
 
     printed = capsys.readouterr().out
-    assert sorted(table_rows(printed)) == [f"pseudo_label.threshold={t}" for t in SWEEP]
+    assert sorted(table_rows(printed)) == [f"pseudo_label.strategy.threshold={t}" for t in SWEEP]
     assert "overrides shared by all runs (left out above): data=rafdb\n" in printed
     with open(sweep / "report.csv", newline="") as f:
-        assert [r["run"] for r in csv.DictReader(f)][0] == "pseudo_label.threshold=0.8"
+        assert [r["run"] for r in csv.DictReader(f)][0] == "pseudo_label.strategy.threshold=0.8"
 
 
 def test_single_run_without_students_writes_csv_only(
@@ -222,13 +224,14 @@ def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
 ) -> None:
     runs = tmp_path / "runs"
     finals = {1: 0.70, 2: 0.74, 3: 0.72}
+    key = "pseudo_label.strategy.threshold"
     for seed, final in finals.items():
         make_run(runs / f"seed={seed}", [f"seed={seed}"], test_f1=(0.60, final), student_rounds=1,
-                 seed=seed, settings={"pseudo_label.threshold": 0.9})  # fmt: skip
+                 seed=seed, settings={key: 0.9})  # fmt: skip
     make_run(runs / "seed=4", ["seed=4"], test_f1=(0.61,), seed=4, student_rounds=1,
-             settings={"pseudo_label.threshold": 0.9})  # fmt: skip  # unfinished: no student
-    other = make_run(runs / "other", ["pseudo_label.threshold=0.5", "seed=1"], student_rounds=1,
-                     test_f1=(0.60, 0.9), settings={"pseudo_label.threshold": 0.5})  # fmt: skip
+             settings={key: 0.9})  # fmt: skip  # unfinished: no student
+    other = make_run(runs / "other", [f"{key}=0.5", "seed=1"], student_rounds=1,
+                     test_f1=(0.60, 0.9), settings={key: 0.5})  # fmt: skip
 
     main([str(runs)])
 
@@ -237,7 +240,7 @@ def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
     rows = {line.split(" | ")[0].strip("| "): line for line in groups.splitlines()[2:]}
     assert len(rows) == 2  # the 0.5 run is not merged into the 0.9 seeds
     mean, std = 100 * statistics.mean(finals.values()), 100 * statistics.stdev(finals.values())
-    seeds_row = next(line for name, line in rows.items() if name != "pseudo_label.threshold=0.5")
+    seeds_row = next(line for name, line in rows.items() if name != f"{key}=0.5")
     assert "| 3 (+1 left out) |" in seeds_row and f"{mean:.1f} ± {std:.1f}" in seeds_row
     deltas = [100 * (f - 0.60) for f in finals.values()]
     assert f"{statistics.mean(deltas):+.1f} ± {statistics.stdev(deltas):.1f}" in seeds_row
@@ -245,7 +248,7 @@ def test_seeds_are_grouped_failed_runs_left_out_and_other_configs_kept_apart(
     with open(runs / "groups.csv", newline="") as f:
         by_n = {int(r["n"]): r for r in csv.DictReader(f)}
     assert "seed=4 (incomplete)" in by_n[3]["left_out"] and by_n[3]["seeds"] == "1 2 3"
-    assert by_n[1]["group"].startswith("pseudo_label.threshold=0.5")
+    assert by_n[1]["group"].startswith("pseudo_label.strategy.threshold=0.5")
     assert other.name == "other"
 
 

@@ -36,8 +36,8 @@ def test_kill_at_every_boundary_then_resume_matches_an_uninterrupted_run(tmp_pat
     opts = [
         *raf_args(raf),
         "pseudo_label=topk",
-        "pseudo_label.k=3",
-        "pseudo_label.min_confidence=0.0",
+        "pseudo_label.strategy.k=3",
+        "pseudo_label.strategy.min_confidence=0.0",
         "pseudo_label.rounds=1",
         "trainer.max_epochs=3",  # the fit kills land at epoch 2's start: one epoch left
         "trainer.deterministic=true",
@@ -148,11 +148,15 @@ def test_job_names_keep_excluded_and_path_valued_keys_apart():
     assert a.startswith("data.unlabeled_dir=poolA-") and a.endswith(",seed=1") and a != b
     assert "/" not in a and "paths" not in a
     hidden = ["data.root=/raf", "seed=1"]
-    one = job_dirname([*hidden, "pseudo_label.threshold=0.5"], ["data.root"])
-    two = job_dirname(["data.root=/other", "seed=1", "pseudo_label.threshold=0.5"], ["data.root"])
-    assert one.startswith("excluded=") and one.endswith("pseudo_label.threshold=0.5,seed=1")
+    swept = "pseudo_label.strategy.threshold=0.5"
+    one = job_dirname([*hidden, swept], ["data.root"])
+    two = job_dirname(["data.root=/other", "seed=1", swept], ["data.root"])
+    assert one.startswith("excluded=") and one.endswith(f"{swept},seed=1")
     assert one != two
     assert job_dirname(["trainer.accelerator=gpu", "data.num_workers=8"]) == "defaults"
+    many = [f"model.optimizer.option_{i}={i}" for i in range(20)]  # 560 characters of overrides
+    long_a, long_b = job_dirname(many), job_dirname([*many[:-1], "model.optimizer.option_19=0"])
+    assert len(long_a) == len(long_b) == 200 and long_a != long_b  # the hash tells them apart
 
 
 def test_a_sweep_over_pools_gives_each_job_its_own_dir_and_teacher(tmp_path, raf):
@@ -170,9 +174,9 @@ def test_a_sweep_over_pools_gives_each_job_its_own_dir_and_teacher(tmp_path, raf
             "data.label_fraction=null",  # the whole pool is the extra folder
             f"data.unlabeled_dir={pools['poolA']},{pools['poolB']}",
             "pseudo_label=topk",
-            "pseudo_label.k=100",
+            "pseudo_label.strategy.k=100",
             "pseudo_label.no_skew=false",
-            "pseudo_label.min_confidence=0.0",
+            "pseudo_label.strategy.min_confidence=0.0",
         ],
     )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
@@ -260,7 +264,7 @@ def test_relaunched_sweep_skips_finished_jobs(sweep):
 
 
 def test_two_concurrent_jobs_share_one_teacher(tmp_path, raf):
-    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.k=2"]
+    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.strategy.k=2"]
     procs = [
         subprocess.Popen(
             command("train", train_args(tmp_path, *opts, f"hydra.run.dir={tmp_path / name}")),

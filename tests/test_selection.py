@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -14,18 +15,27 @@ from fer_lightning.pseudo.selection import (
     Selection,
     SelectionConfig,
     balance_audit,
-    class_quotas,
-    class_thresholds,
-    crest_rates,
     debiased,
     finalize,
     fit_temperature,
     no_skew_caps,
-    per_class_mean_confidence,
-    per_class_precision,
     select,
     selection_stats,
     sharpen,
+)
+from fer_lightning.pseudo.strategies import (
+    ClassThreshold,
+    Crest,
+    Inputs,
+    Strategy,
+    Threshold,
+    TopK,
+    build_strategy,
+    class_quotas,
+    class_thresholds,
+    crest_rates,
+    per_class_mean_confidence,
+    per_class_precision,
     threshold_mask,
 )
 from fer_lightning.results import _balance_reading
@@ -57,7 +67,7 @@ def ids(sel: Selection) -> list[int]:
 def test_threshold_keeps_rows_at_the_boundary() -> None:
     probs = make_probs([(0, 0.9), (1, 0.89999), (2, 0.95), (3, 0.5)], num_classes=4)
     assert threshold_mask(probs, 0.9).tolist() == [True, False, True, False]
-    sel = select(probs, "threshold")  # default threshold 0.9
+    sel = select(probs, Threshold())  # default threshold 0.9
     assert ids(sel) == [0, 2]
     assert sel.labels.tolist() == [0, 2]
     assert sel.targets.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
@@ -94,12 +104,12 @@ def test_class_threshold_selection_uses_the_predicted_class_threshold() -> None:
     )
     # validation precision 0.8, 0.4, 0.2, 0.0 -> tau_c = 0.8, 0.4, 0.2, 0.1
     val_probs, val_labels = _validation([(5, 4), (5, 2), (5, 1), (1, 0)], num_classes=4)
-    options = {"threshold": 0.8, "floor": 0.1, "val_probs": val_probs, "val_labels": val_labels}
-    assert ids(select(probs, "class_threshold", **options)) == [1, 2, 4, 5]
-    convex = select(probs, "class_threshold", mapping="convex", **options)
+    val = {"val_probs": val_probs, "val_labels": val_labels}
+    assert ids(select(probs, ClassThreshold(threshold=0.8, floor=0.1), **val)) == [1, 2, 4, 5]
+    convex = select(probs, ClassThreshold(threshold=0.8, floor=0.1, mapping="convex"), **val)
     assert ids(convex) == [1, 2, 3, 4, 5]  # tau_c = 0.8, 0.267, 0.114, 0.1
     # class_score=confidence: the pool's mean confidence per predicted class instead
-    by_conf = select(probs, "class_threshold", threshold=0.8, floor=0.1, class_score="confidence")
+    by_conf = select(probs, ClassThreshold(threshold=0.8, floor=0.1, class_score="confidence"))
     # scores 0.795, 0.42, 0.35, 0.3 -> tau_c = 0.8, 0.423, 0.352, 0.302
     assert ids(by_conf) == [1, 2]
 
@@ -130,7 +140,7 @@ def test_per_class_scores_from_validation_predictions() -> None:
     ],
 )
 def test_topk_per_class(options: dict[str, object], expected: list[int]) -> None:
-    assert ids(select(POOL, "topk", **options)) == expected
+    assert ids(select(POOL, TopK(**options))) == expected
 
 
 def test_class_quotas_water_filling_leaves_a_short_class_budget_unspent() -> None:
@@ -157,23 +167,23 @@ def test_class_quotas_water_filling_leaves_a_short_class_budget_unspent() -> Non
 )
 def test_topk_target_distribution(options: dict[str, object], expected: list[int]) -> None:
     labeled = torch.tensor([0, 5, 1]) if options["target"] == "balance_labeled" else None
-    assert ids(select(POOL, "topk", labeled_counts=labeled, **options)) == expected
+    assert ids(select(POOL, TopK(**options), labeled_counts=labeled)) == expected
 
 
 # ------------------------------------------------------------------ shared finalize options
 
 
 def test_max_per_class_keeps_the_most_confident() -> None:
-    assert ids(select(POOL, "threshold", threshold=0.6)) == [0, 1, 2, 3, 4, 6]
-    assert ids(select(POOL, "threshold", threshold=0.6, max_per_class=2)) == [0, 2, 3, 6]
-    assert ids(select(POOL, "threshold", threshold=0.6, max_per_class=0)) == []
+    assert ids(select(POOL, Threshold(threshold=0.6))) == [0, 1, 2, 3, 4, 6]
+    assert ids(select(POOL, Threshold(threshold=0.6), max_per_class=2)) == [0, 2, 3, 6]
+    assert ids(select(POOL, Threshold(threshold=0.6), max_per_class=0)) == []
 
 
 def test_soft_labels_and_temperature() -> None:
     probs = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
-    identity = select(probs, "threshold", threshold=0.0, soft=True)
+    identity = select(probs, Threshold(threshold=0.0), soft=True)
     assert torch.allclose(identity.targets, probs, atol=1e-6)
-    sharp = select(probs, "threshold", threshold=0.0, soft=True, temperature=0.5)
+    sharp = select(probs, Threshold(threshold=0.0), soft=True, temperature=0.5)
     assert sharp.targets.dtype == torch.float32
     assert torch.allclose(sharp.targets.sum(1), torch.ones(2))
     assert sharp.targets[0].tolist() == pytest.approx([0.36 / 0.46, 0.09 / 0.46, 0.01 / 0.46])
@@ -183,11 +193,11 @@ def test_soft_labels_and_temperature() -> None:
 
 
 def test_weights_confidence_or_none() -> None:
-    by_conf = select(POOL, "threshold", threshold=0.8)
+    by_conf = select(POOL, Threshold(threshold=0.8))
     assert by_conf.weights.dtype == torch.float32
     assert by_conf.weights.tolist() == pytest.approx([0.9, 0.95, 0.8])
     assert torch.equal(by_conf.weights, by_conf.confidence)
-    flat = select(POOL, "threshold", threshold=0.8, weighting="none")
+    flat = select(POOL, Threshold(threshold=0.8), weighting="none")
     assert flat.weights.tolist() == [1.0, 1.0, 1.0]
 
 
@@ -201,11 +211,11 @@ def assert_empty(sel: Selection, num_classes: int) -> None:
 
 
 def test_empty_selections_are_valid() -> None:
-    assert_empty(select(POOL, "threshold", threshold=0.99), 3)
-    assert_empty(select(POOL, "threshold", threshold=0.99, soft=True, temperature=0.5), 3)
+    assert_empty(select(POOL, Threshold(threshold=0.99)), 3)
+    assert_empty(select(POOL, Threshold(threshold=0.99), soft=True, temperature=0.5), 3)
     empty_pool = torch.empty(0, 7)
-    assert_empty(select(empty_pool, "topk", k=5), 7)
-    assert_empty(select(empty_pool, "topk", budget=5, target="uniform"), 7)
+    assert_empty(select(empty_pool, TopK(k=5)), 7)
+    assert_empty(select(empty_pool, TopK(budget=5, target="uniform")), 7)
     assert_empty(finalize(POOL, torch.zeros(7, dtype=torch.bool)), 3)
 
 
@@ -213,7 +223,7 @@ def test_empty_selections_are_valid() -> None:
 
 
 def test_selection_stats_with_unknown_labels() -> None:
-    sel = select(POOL, "threshold", threshold=0.6)  # rows 0 1 2 3 4 6 -> labels 0 0 0 1 0 1
+    sel = select(POOL, Threshold(threshold=0.6))  # rows 0 1 2 3 4 6 -> labels 0 0 0 1 0 1
     stats = selection_stats(sel, 3, POOL_TRUTH)
     assert stats["selected"] == 6
     assert stats["count"] == [4, 2, 0]
@@ -231,7 +241,7 @@ def test_selection_stats_with_unknown_labels() -> None:
 
 
 def test_selection_stats_of_an_empty_selection() -> None:
-    stats = selection_stats(select(POOL, "threshold", threshold=0.99), 3, POOL_TRUTH)
+    stats = selection_stats(select(POOL, Threshold(threshold=0.99)), 3, POOL_TRUTH)
     assert stats["selected"] == 0
     assert stats["count"] == [0, 0, 0]
     assert all(math.isnan(v) for v in stats["mean_confidence"] + stats["precision"])
@@ -242,19 +252,22 @@ def test_selection_stats_of_an_empty_selection() -> None:
 
 
 def test_config_defaults_and_config_object() -> None:
-    cfg = SelectionConfig(strategy="class_threshold")
-    assert (cfg.threshold, cfg.floor, cfg.mapping, cfg.class_score) == (
+    strategy = ClassThreshold()
+    assert (strategy.threshold, strategy.floor, strategy.mapping, strategy.class_score) == (
         0.9,
         0.5,
         "linear",
         "precision",
     )
+    cfg = SelectionConfig(strategy)
     assert cfg.needs_validation and not cfg.needs_labeled_counts
-    assert SelectionConfig.from_options("topk", k=2, target="balance_labeled").needs_labeled_counts
+    assert not SelectionConfig(ClassThreshold(class_score="confidence")).needs_validation
+    assert SelectionConfig(TopK(k=2, target="balance_labeled")).needs_labeled_counts
+    assert SelectionConfig(Crest()).needs_labeled_counts
     assert SelectionConfig(debias=1.0).needs_labeled_counts
     assert SelectionConfig(calibrate=True).needs_validation
-    via_config = select(POOL, SelectionConfig(strategy="topk", k=2))
-    assert ids(via_config) == ids(select(POOL, "topk", k=2))
+    via_config = select(POOL, SelectionConfig(TopK(k=2)))
+    assert ids(via_config) == ids(select(POOL, TopK(k=2)))
 
 
 # ------------------------------------------------------------- calibration and debiasing
@@ -276,9 +289,9 @@ def test_calibration_changes_confidences_never_the_predicted_class() -> None:
     logits = torch.randn(500, 3, generator=g) * 2
     labels = torch.multinomial(logits.softmax(1), 1, generator=g).squeeze(1)
     probs = (3 * logits).softmax(1)  # overconfident: a 0.9 threshold keeps too many
-    plain = select(probs, "threshold", threshold=0.9)
+    plain = select(probs, Threshold(threshold=0.9))
     calibrated = select(
-        probs, "threshold", threshold=0.9, calibrate=True, val_probs=probs, val_labels=labels
+        probs, Threshold(threshold=0.9), calibrate=True, val_probs=probs, val_labels=labels
     )
     assert calibrated.calibration == pytest.approx(3.0, rel=0.15)
     assert set(ids(calibrated)) < set(ids(plain))
@@ -299,53 +312,101 @@ def test_debias_lets_minority_classes_into_a_threshold_selection() -> None:
     rows = [[0.99, 0.005, 0.005]] * 6 + [[0.2, 0.78, 0.02]] * 3 + [[0.25, 0.05, 0.7]] * 3
     probs = torch.tensor(rows)
     counts = torch.tensor([80, 15, 5])
-    assert set(select(probs, "threshold", threshold=0.8).labels.tolist()) == {0}
-    sel = select(probs, "threshold", threshold=0.8, debias=1.0, labeled_counts=counts)
+    assert set(select(probs, Threshold(threshold=0.8)).labels.tolist()) == {0}
+    sel = select(probs, Threshold(threshold=0.8), debias=1.0, labeled_counts=counts)
     assert sel.labels.tolist() == [0] * 6 + [1] * 3 + [2] * 3
 
 
 @pytest.mark.parametrize(
     ("strategy", "options", "match"),
     [
-        ("fixmatch", {}, "valid: threshold, class_threshold, topk"),
-        ("threshold", {"tresh": 0.9}, "unknown selection option.*valid options: threshold"),
-        ("threshold", {"k": 5}, "'k' is not used by strategy 'threshold'"),
-        ("threshold", {"threshold": 1.5}, r"threshold must be in \[0, 1\]"),
-        ("threshold", {"temperature": 0.5}, "only applies to soft labels"),
-        ("threshold", {"soft": True, "temperature": 0.0}, "temperature must be > 0"),
-        ("threshold", {"weighting": "entropy"}, "weighting must be one of"),
-        ("threshold", {"max_per_class": -1}, "non-negative int"),
-        ("class_threshold", {"mapping": "cubic"}, "mapping must be one of"),
-        ("class_threshold", {"threshold": 0.6, "floor": 0.7}, "floor must be in"),
-        ("class_threshold", {"class_score": "precison"}, "class_score must be one of"),
-        ("threshold", {"class_score": "precision"}, "'class_score' is not used by strategy"),
-        ("threshold", {"debias": -1}, r"debias must be a number in \[0, 4\]"),
-        ("threshold", {"calibrate": "yes"}, "calibrate must be true or false"),
-        ("topk", {}, "exactly one of k, fraction, budget"),
-        ("topk", {"k": 2, "fraction": 0.5}, "exactly one of k, fraction, budget"),
-        ("topk", {"budget": 10}, "needs a target"),
-        ("topk", {"k": 2, "target": "even"}, "target must be one of"),
-        ("topk", {"k": 2.5}, "non-negative int"),
+        (Threshold, {"threshold": 1.5}, r"threshold must be a number in \[0, 1\]"),
+        (ClassThreshold, {"mapping": "cubic"}, "mapping must be one of"),
+        (ClassThreshold, {"threshold": 0.6, "floor": 0.7}, "floor must be in"),
+        (ClassThreshold, {"class_score": "precison"}, "class_score must be one of"),
+        (TopK, {}, "exactly one of k, fraction, budget"),
+        (TopK, {"k": 2, "fraction": 0.5}, "exactly one of k, fraction, budget"),
+        (TopK, {"budget": 10}, "needs a target"),
+        (TopK, {"k": 2, "target": "even"}, "target must be one of"),
+        (TopK, {"k": 2.5}, "non-negative int"),
+        (Crest, {"alpha": -1}, r"alpha must be a number in \[0, 4\]"),
     ],
 )
-def test_invalid_options(strategy: str, options: dict[str, object], match: str) -> None:
+def test_invalid_strategy_options(strategy: type, options: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        select(POOL, strategy, **options)
+        strategy(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"tresh": 0.9}, "unknown selection option.*valid options: soft"),
+        ({"temperature": 0.5}, "only applies to soft labels"),
+        ({"soft": True, "temperature": 0.0}, "temperature must be > 0"),
+        ({"weighting": "entropy"}, "weighting must be one of"),
+        ({"max_per_class": -1}, "non-negative int"),
+        ({"debias": -1}, r"debias must be a number in \[0, 4\]"),
+        ({"calibrate": "yes"}, "calibrate must be true or false"),
+    ],
+)
+def test_invalid_shared_options(options: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        select(POOL, Threshold(), **options)
+
+
+@pytest.mark.parametrize(
+    ("node", "match"),
+    [
+        ({"_target_": "fer_lightning.pseudo.strategies.FixMatch"}, "cannot import it"),
+        ({"_target_": "collections.OrderedDict"}, "is not a .*Strategy subclass"),
+        ({"threshold": 0.9}, "must name its class with _target_"),
+        (
+            {"_target_": "fer_lightning.pseudo.strategies.Threshold", "k": 5},
+            "Threshold does not take k \\(its options: threshold\\)",
+        ),
+    ],
+)
+def test_strategy_config_errors_name_the_key_and_the_options(node: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=f"pseudo_label.strategy.*{match}"):
+        build_strategy(node)
+
+
+def test_a_strategy_of_ones_own_needs_no_change_to_the_package() -> None:
+    @dataclass(frozen=True)
+    class Lowest(Strategy):
+        """Keeps the n least confident rows: unlike every built-in, to show it is used."""
+
+        n: int = 1
+
+        def keep(self, probs: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+            order = probs.max(dim=1).values.argsort(stable=True)
+            mask = torch.zeros(len(probs), dtype=torch.bool)
+            mask[order[: self.n]] = True
+            return mask
+
+    assert ids(select(POOL, Lowest(n=2))) == [3, 5]
+
+    class Broken(Strategy):
+        def keep(self, probs: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+            return probs.argmax(dim=1)
+
+    with pytest.raises(ValueError, match="Broken.keep must return a bool tensor"):
+        select(POOL, Broken())
 
 
 def test_invalid_run_time_inputs() -> None:
     with pytest.raises(ValueError, match="needs val_probs"):
-        select(POOL, "class_threshold")
+        select(POOL, ClassThreshold())
     with pytest.raises(ValueError, match=r"val_probs must have shape \(-1, 3\)"):
-        select(POOL, "class_threshold", val_probs=torch.ones(4, 7), val_labels=torch.ones(4))
+        select(POOL, ClassThreshold(), val_probs=torch.ones(4, 7), val_labels=torch.ones(4))
     with pytest.raises(ValueError, match="labeled_counts is not used"):
-        select(POOL, "topk", k=2, labeled_counts=torch.ones(3))
+        select(POOL, TopK(k=2), labeled_counts=torch.ones(3))
     with pytest.raises(ValueError, match="needs labeled_counts"):
-        select(POOL, "topk", k=2, target="balance_labeled")
+        select(POOL, TopK(k=2, target="balance_labeled"))
     with pytest.raises(ValueError, match="needs labeled_counts"):
-        select(POOL, "threshold", debias=1.0)
+        select(POOL, Threshold(), debias=1.0)
     with pytest.raises(ValueError, match="summing to 1"):
-        select(torch.randn(4, 3) * 5, "threshold")
+        select(torch.randn(4, 3) * 5, Threshold())
     with pytest.raises(ValueError, match="not both"):
         select(POOL, SelectionConfig(), threshold=0.5)
 
@@ -367,7 +428,7 @@ def test_crest_keeps_each_predicted_class_at_its_rate() -> None:
     # class 0 predicted 8 times, class 1 twice; labeled: class 0 is 4x class 1 (rate 1/4)
     rows = [(0, 0.9 - 0.05 * i) for i in range(8)] + [(1, 0.4), (1, 0.35)]
     probs = make_probs(rows, num_classes=3)
-    sel = select(probs, "crest", alpha=1.0, labeled_counts=torch.tensor([40, 10, 20]))
+    sel = select(probs, Crest(alpha=1.0), labeled_counts=torch.tensor([40, 10, 20]))
     # class 0 keeps round(8 * 10/40) = 2 (its most confident), class 1 keeps both, however
     # unconfident: ranked within the class, never cut by one absolute confidence
     assert ids(sel) == [0, 1, 8, 9]
@@ -397,8 +458,8 @@ def test_no_skew_trims_a_threshold_flooded_by_the_majority() -> None:
     rows = [(0, 0.99 - 0.001 * i) for i in range(20)] + [(1, 0.95), (2, 0.5)]
     probs = make_probs(rows, num_classes=3)
     labeled = torch.tensor([10, 2, 2])
-    assert len(select(probs, "threshold", threshold=0.9)) == 21
-    sel = select(probs, "threshold", threshold=0.9, no_skew=True, labeled_counts=labeled)
+    assert len(select(probs, Threshold(threshold=0.9))) == 21
+    sel = select(probs, Threshold(threshold=0.9), no_skew=True, labeled_counts=labeled)
     assert ids(sel) == [0, 1, 20]  # the two most confident of class 0, and class 1's one
 
 
@@ -453,10 +514,8 @@ def test_the_default_adds_every_emotion_a_weak_teacher_predicts_without_skewing(
 def test_a_budget_the_scarce_classes_cannot_take_stays_unspent() -> None:
     # the old default's failure: min_confidence 0.5 leaves the hard emotions no candidate
     probs = weak_teacher_probs()
-    sel = select(
-        probs, "topk", fraction=0.3, target="balance_labeled", min_confidence=0.5, debias=0.0,
-        labeled_counts=FER_LABELED,
-    )  # fmt: skip
+    strategy = TopK(fraction=0.3, target="balance_labeled", min_confidence=0.5)
+    sel = select(probs, strategy, debias=0.0, labeled_counts=FER_LABELED)
     counts = torch.bincount(sel.labels, minlength=7)
     assert counts[[1, 2, 4, 5]].tolist() == [0, 0, 0, 0]
     # the level the budget reaches (about 1,370 per emotion) caps happiness: the budget

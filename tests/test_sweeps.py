@@ -62,7 +62,7 @@ def test_threshold_sweep_names_job_dirs_by_overrides(sweep):
     hidden = {n.split(",")[0] for n in names}  # the excluded fixed settings: one hash
     assert len(hidden) == 1 and hidden.pop().startswith("excluded=")
     assert [n.split(",")[1] for n in names] == [
-        f"pseudo_label.threshold={t}" for t in SWEEP_THRESHOLDS
+        f"pseudo_label.strategy.threshold={t}" for t in SWEEP_THRESHOLDS
     ]
     for job in sweep.jobs().values():
         _assert_finished(job, rounds=1)
@@ -76,12 +76,13 @@ def test_submitit_local_launcher_runs_every_job(tmp_path, raf):
         tmp_path,
         raf,
         "pseudo_label=threshold",
-        "pseudo_label.threshold=0.5,0.9",
+        "pseudo_label.strategy.threshold=0.5,0.9",
         "hydra/launcher=submitit_local",
         "hydra.launcher.timeout_min=10",
     )
     jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
-    assert sorted(p.name.split("pseudo_label.threshold=")[1][:3] for p in jobs) == ["0.5", "0.9"]
+    swept = sorted(p.name.split("pseudo_label.strategy.threshold=")[1][:3] for p in jobs)
+    assert swept == ["0.5", "0.9"]
     for job in jobs:
         _assert_finished(job, rounds=1)
     assert (sweep_dir / ".submitit").is_dir()
@@ -97,7 +98,7 @@ def test_optuna_search_reports_the_best_validation_f1(tmp_path, raf):
         "pseudo_label.rounds=1",  # fixed: overrides the searched choice(1, 2, 3)
     )
     results = OmegaConf.load(sweep_dir / "optimization_results.yaml")
-    assert set(results["best_params"]) == {"pseudo_label", "pseudo_label.threshold"}
+    assert set(results["best_params"]) == {"pseudo_label", "pseudo_label.strategy.threshold"}
     jobs = [p for p in sweep_dir.iterdir() if (p / "rounds.csv").is_file()]
     assert len(jobs) == 2
     assert results["best_value"] == pytest.approx(max(_final_val_f1(p) for p in jobs))
@@ -142,7 +143,7 @@ def test_optuna_search_space_only_yields_valid_selection_options():
     assert sweeper.direction == "maximize" and sweeper.max_failure_rate == 1.0
     assert sweeper.sampler.seed == cfg.seed
     space = _search_space(sweeper.params)
-    assert set(space) == {"pseudo_label", "pseudo_label.threshold", "pseudo_label.rounds"}
+    assert set(space) == {"pseudo_label", "pseudo_label.strategy.threshold", "pseudo_label.rounds"}
     for values in itertools.product(*space.values()):
         cfg = _compose(*(f"{k}={v}" for k, v in zip(space, values, strict=True)))
         assert cfg.pseudo_label.rounds >= 1
@@ -181,7 +182,7 @@ def test_slurm_gpu_launcher_asks_slurm_for_one_gpu(tmp_path, monkeypatch):
     )
     launcher = instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=lambda _: None, config=cfg)
-    assert launcher.launch([["pseudo_label.threshold=0.8"]], initial_job_idx=0) == []
+    assert launcher.launch([["pseudo_label.strategy.threshold=0.8"]], initial_job_idx=0) == []
     lines = set(sbatch[0].splitlines())
     for option in (
         "--job-name=fer-train",
@@ -210,8 +211,9 @@ def test_rafdb_paper_experiment():
     assert cfg.data.val_fraction == 0.1
     assert cfg.model.backbone == "mobilenetv1_100" and cfg.model.pretrained is True
     assert cfg.trainer.accelerator == "gpu"
-    assert cfg.pseudo_label.strategy == "threshold" and cfg.pseudo_label.rounds == 1
-    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.threshold == 0.9
+    assert cfg.pseudo_label.strategy._target_.endswith(".Threshold")
+    assert cfg.pseudo_label.rounds == 1
+    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy.threshold == 0.9
     assert cfg.task_name == "rafdb_paper"
 
 
@@ -231,19 +233,21 @@ def test_rafdb_ssl_experiment(overrides, labels_per_class, label_fraction):
     assert cfg.data.unlabeled_dir is None and cfg.data.val_fraction == 0.1
     assert cfg.model.backbone == "mobilenetv1_100" and cfg.model.pretrained is True
     assert cfg.data.image_size == 224 and cfg.trainer.accelerator == "gpu"
-    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == "class_threshold"
+    strategy = PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy
+    assert type(strategy).__name__ == "ClassThreshold"
 
 
 @pytest.mark.parametrize("experiment", ["rafdb_paper", "rafdb_ssl"])
 @pytest.mark.parametrize(
     ("preset", "strategy"),
-    [("balanced", "topk"), ("threshold", "threshold"), ("class_threshold", "class_threshold"),
-     ("topk", "topk")],
+    [("balanced", "TopK"), ("threshold", "Threshold"), ("class_threshold", "ClassThreshold"),
+     ("topk", "TopK"), ("crest", "Crest")],
 )  # fmt: skip
 def test_experiments_accept_every_selection_strategy(experiment, preset, strategy):
     """An experiment sets no strategy-specific option, so pseudo_label=<any> stays valid."""
     cfg = _compose(f"experiment={experiment}", f"pseudo_label={preset}")
-    assert PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy == strategy
+    built = PseudoLabelConfig.from_cfg(cfg.pseudo_label).selection.strategy
+    assert type(built).__name__ == strategy
 
 
 def test_every_path_of_a_sweep_pastes_back_as_printed(sweep, raf, tmp_path):

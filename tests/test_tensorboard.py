@@ -1,9 +1,9 @@
 """Comparing runs: a real ``tensorboard`` server over a tiny fer-train sweep, read over HTTP.
 
-A two-job multirun (``pseudo_label.threshold=0.3,0.6``, one student round each) is served by
-the venv's ``tensorboard`` on 127.0.0.1 (a free port), as ``make tensorboard`` would serve
-``logs/``; the test reads back what the browser would: the runs, the scalar tags and series,
-and the HPARAMS tab's experiment and session groups. Only loopback traffic.
+A two-job multirun (``pseudo_label.strategy.threshold=0.3,0.6``, one student round each) is
+served by the venv's ``tensorboard`` on 127.0.0.1 (a free port), as ``make tensorboard``
+would serve ``logs/``; the test reads back what the browser would: the runs, the scalar
+tags and series, and the HPARAMS tab's experiment and session groups. Only loopback traffic.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 
 from cli import SWEEP_THRESHOLDS
 
-SWEPT = "pseudo_label.threshold"
+SWEPT = "pseudo_label.strategy.threshold"
 VALUES = SWEEP_THRESHOLDS
 JOBS: dict[str, float] = {}  # job dir -> threshold, from the session sweep (tb_sweep)
 ROUNDS = (0, 1)

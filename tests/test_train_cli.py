@@ -28,7 +28,7 @@ def test_train_writes_the_run_directory_and_a_reading(rounds_run):
     assert versions["torch"] == torch.__version__.split("+")[0]
     assert {"pytorch-lightning", "timm", "albumentations", "hydra-core"} <= set(versions)
     record = json.loads((run_dir / "experiment.json").read_text())["settings"]
-    assert record["pseudo_label.k"] == 2 and "paths.log_dir" not in record
+    assert record["pseudo_label.strategy.k"] == 2 and "paths.log_dir" not in record
     for name in ("labeled", "unlabeled", "val", "test"):
         assert (run_dir / "splits" / f"{name}.csv").is_file()
     ckpts = run_dir / "round_0" / "checkpoints"
@@ -114,20 +114,20 @@ CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is wr
         "no offline ImageNet file for backbone 'mobilenetv1_100'",
     ),
     "class_score typo": (
-        ["pseudo_label=class_threshold", "pseudo_label.class_score=precison"],
-        "class_score must be one of precision, confidence",
+        ["pseudo_label=class_threshold", "pseudo_label.strategy.class_score=precison"],
+        "pseudo_label.strategy: ClassThreshold: class_score must be one of precision",
     ),
     "class_score unused": (
-        ["pseudo_label=threshold", "+pseudo_label.class_score=confidence"],
-        "'class_score' is not used by strategy 'threshold'",
+        ["pseudo_label=threshold", "+pseudo_label.strategy.class_score=confidence"],
+        "pseudo_label.strategy: Threshold does not take class_score (its options: threshold)",
     ),
     "student augment": (
         ["+pseudo_label.student_augment.colour=0.4"],
         "pseudo_label.student_augment: unknown option(s) ['colour']",
     ),
     "unused option": (
-        ["pseudo_label=threshold", "+pseudo_label.k=5"],
-        "option 'k' is not used by strategy 'threshold'",
+        ["pseudo_label=threshold", "+pseudo_label.strategy.k=5"],
+        "Threshold does not take k",
     ),
     "missing ckpt": (["ckpt_path={tmp}/nope.ckpt"], "nope.ckpt: file not found"),
     "no validation": (

@@ -188,9 +188,6 @@ class FERDataModule(pl.LightningDataModule):
         self.pseudo = (np.asarray(paths, dtype=np.str_), targets, weights.astype(np.float32))
         self.labeled_share = labeled_share
 
-    def clear_pseudo_labels(self) -> None:
-        self.pseudo = None
-
     def unlabeled_paths(self, include_test: bool = False) -> np.ndarray:
         """Image paths the teacher labels: the pool (and, transductively, the test images)."""
         splits = self._require_splits()

@@ -38,10 +38,6 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @classmethod
-    def empty(cls) -> Manifest:
-        return cls(np.array([], dtype=np.str_), np.array([], dtype=np.int64))
-
     def subset(self, index: np.ndarray) -> Manifest:
         return Manifest(self.paths[index], self.labels[index])
 
