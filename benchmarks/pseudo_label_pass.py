@@ -50,7 +50,7 @@ def measure(size: int, repeats: int, tiny: bool, overrides: list[str]) -> list[o
     with workdir() as tmp_name:
         cfg = compose_run([f"data.image_size={size}", *overrides], tiny, Path(tmp_name))
         datamodule, model = build(cfg)
-        paths = datamodule.unlabeled_paths()
+        paths = datamodule.pool().paths
         x = preload(datamodule, paths)
         device, autocast = device_and_autocast(cfg)
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)

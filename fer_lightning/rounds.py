@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
 from fer_lightning.config import PseudoLabelConfig
-from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.models.checkpoints import load_classifier, load_weights
@@ -50,7 +50,6 @@ class Rounds:
         self.run = run
         self.pseudo = pseudo
         self.step = PseudoLabelStep(pseudo, run) if pseudo.rounds > 0 else None
-        self.teacher_augment = dict(datamodule.augment)
         if pseudo.rounds > 0 and pseudo.include_test:
             log.warning(
                 "pseudo_label.include_test=true: the teacher labels the TEST images too "
@@ -100,13 +99,13 @@ class Rounds:
 
     def _round(self, k: int, teacher: tuple[str, dict] | None = None) -> None:
         run = self.run
-        if k > 0:  # the one place a pseudo set reaches the DataModule
+        if k == 0:
+            self.dm.start_round(RoundData())
+        else:  # the one place a pseudo set reaches the DataModule
             pseudo = read_pseudo_manifest(run.pseudo_manifest(k))
             check_audit(pseudo, run.pseudo_manifest(k), run.pseudo_audit(k))
-            self.dm.set_pseudo_labels(
-                pseudo.paths, pseudo.targets, pseudo.weights, self.pseudo.labeled_share
-            )
-            self.dm.augment = {**self.teacher_augment, **self.pseudo.student_augment}
+            student = RoundData(k, pseudo, self.pseudo.student_augment, self.pseudo.labeled_share)
+            self.dm.start_round(student)
             log.info(
                 "rank %d: round %d trains on %d pseudo labels from %s",
                 rank_zero_only.rank,

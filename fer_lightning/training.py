@@ -133,7 +133,6 @@ def fit_round(
     ``ckpt_path`` (the round's ``last.ckpt``) resumes an interrupted fit with its
     optimizer, scheduler and epoch.
     """
-    datamodule.round_index = k
     loggers = build_loggers(cfg, run, k)
     # small data sets have few steps per epoch: log at least once per epoch
     batches = -(-datamodule.train_size() // datamodule.batch_size)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from albumentations.pytorch import ToTensorV2
 
-from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.errors import ConfigError
+from fer_lightning.pseudo.manifest import PseudoSet
 
 from layouts import make_rafdb, write_image
 
@@ -22,6 +23,13 @@ TEST = [2, 1, 1, 3, 2, 1, 2]
 
 
 @pytest.fixture
+def pseudo_set(paths: np.ndarray, targets: np.ndarray, weights=None) -> PseudoSet:
+    """A pseudo set as a manifest holds one: hard labels and confidences from the targets."""
+    n = len(paths)
+    weights = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+    return PseudoSet(np.asarray(paths), targets.argmax(1), targets, weights, targets.max(1))
+
+
 def raf(tmp_path):
     return make_rafdb(tmp_path / "raf", TRAIN, TEST)
 
@@ -93,7 +101,7 @@ def test_seeded_augmentations_are_reproducible_and_independent():
 def test_predict_loader_carries_no_labels(raf, tmp_path):
     dm = _dm(raf, tmp_path)
     dm.setup("fit")
-    batches = list(dm.predict_loader(dm.unlabeled_paths()))
+    batches = list(dm.predict_loader(dm.pool().paths))
     assert all(len(b) == 2 for b in batches)
     index = torch.cat([b[1] for b in batches])
     assert index.tolist() == list(range(len(dm.splits.unlabeled)))
@@ -102,15 +110,15 @@ def test_predict_loader_carries_no_labels(raf, tmp_path):
 def test_pseudo_labels_join_the_training_set(raf, tmp_path):
     dm = _dm(raf, tmp_path)
     dm.setup("fit")
-    pool = dm.unlabeled_paths()[:3]
+    pool = dm.pool().paths[:3]
     soft = np.full((3, 7), 1 / 7, np.float32)
-    dm.set_pseudo_labels(pool, soft, np.array([0.5, 0.6, 0.7]))
+    dm.start_round(RoundData(1, pseudo_set(pool, soft, np.array([0.5, 0.6, 0.7]))))
     ds = dm.train_dataset()
     assert len(ds) == len(dm.splits.labeled) + 3
     torch.testing.assert_close(ds.targets[-3:], torch.from_numpy(soft))
     torch.testing.assert_close(ds.weights[-3:], torch.tensor([0.5, 0.6, 0.7]))
-    with pytest.raises(ValueError, match=r"\[len\(paths\), 7\]"):
-        dm.set_pseudo_labels(pool, soft[:, :3])
+    with pytest.raises(ValueError, match=r"targets of shape \(3, 7\)"):
+        pseudo_set(pool, soft[:, :3])
 
 
 def test_balanced_sampler_evens_out_classes(raf, tmp_path):
@@ -161,7 +169,7 @@ def test_memory_cache_serves_the_same_images_and_refuses_a_set_over_its_limit(
     assert f"image cache: {n} images of 16x16 px in memory" in caplog.text
     for i in range(3):
         torch.testing.assert_close(a[(i, 7)][0], b[(i, 7)][0])  # same seed, same augmentation
-    pool = on_disk.unlabeled_paths()
+    pool = on_disk.pool().paths
     assert torch.equal(
         next(iter(on_disk.predict_loader(pool)))[0], next(iter(cached.predict_loader(pool)))[0]
     )
@@ -189,13 +197,13 @@ def test_images_of_several_sizes_are_resized_on_the_cpu_and_logged_once(raf, tmp
 def test_labeled_share_draws_that_share_of_an_epoch_from_the_labeled_split(raf, tmp_path):
     dm = _dm(raf, tmp_path, batch_size=4096)
     dm.setup("fit")
-    pool = np.tile(dm.unlabeled_paths(), 40)  # a pool far larger than the labeled split
+    pool = np.tile(dm.pool().paths, 40)  # a pool far larger than the labeled split
     labeled = len(dm.splits.labeled)
     targets = np.eye(7, dtype=np.float32)[np.zeros(len(pool), int)]
-    dm.set_pseudo_labels(pool, targets, labeled_share=0.5)
+    dm.start_round(RoundData(1, pseudo_set(pool, targets), labeled_share=0.5))
     draws = list(dm.train_dataloader().sampler)
     assert len(draws) == labeled + len(pool)  # an epoch keeps its size
     from_labeled = sum(i < labeled for i, _ in draws) / len(draws)
     assert len(pool) > 2 * labeled and from_labeled == pytest.approx(0.5, abs=0.08)
-    dm.set_pseudo_labels(pool, targets)  # None: every image once, in a random order
+    dm.start_round(RoundData(1, pseudo_set(pool, targets)))  # every image once, random order
     assert sorted(i for i, _ in dm.train_dataloader().sampler) == list(range(len(draws)))

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from fer_lightning import hardware
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.errors import ConfigError
 from fer_lightning.hardware import auto_workers, mixed_precision, usable_cpus
 from fer_lightning.models.classifier import FERClassifier
 
@@ -64,7 +65,7 @@ def test_auto_workers_are_sized_to_the_cores():
     assert auto_workers(on_gpu=False) == 0  # CPU: the model's threads hold every core
     dm = FERDataModule(source=dict, root=".", num_workers="auto")
     assert dm.workers() == auto_workers(on_gpu=False)
-    with pytest.raises(ValueError, match="data.num_workers must be 'auto' or an int"):
+    with pytest.raises(ConfigError, match="data.num_workers must be 'auto' or an int"):
         FERDataModule(source=dict, root=".", num_workers="many")
 
 

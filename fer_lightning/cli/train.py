@@ -11,12 +11,11 @@ import hydra
 import pytorch_lightning as pl
 import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from fer_lightning.cli.common import CONFIG_DIR, literal_paths, user_errors
-from fer_lightning.config import apply_study_role, validate_train
+from fer_lightning.config import apply_study_role, build, validate_train
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import settings
 from fer_lightning.results import metrics_table, rounds_reading, rounds_table
@@ -53,6 +52,7 @@ def train(cfg: DictConfig) -> list[dict]:
     """Check the config, own the run directory, run the rounds; returns the table rows."""
     apply_study_role(cfg)
     pseudo = validate_train(cfg)
+    datamodule = build(cfg.data)  # its own checks, before the run directory is claimed
     run = RunDir(HydraConfig.get().runtime.output_dir)
     # DDP ranks > 0 are started by rank 0 inside its run: the directory is already owned
     resumed = _resumed_from is not None and Path(_resumed_from) == run.root.resolve()
@@ -61,7 +61,6 @@ def train(cfg: DictConfig) -> list[dict]:
     )
     with owned or contextlib.nullcontext():
         pl.seed_everything(cfg.seed, workers=True)
-        datamodule = instantiate(cfg.data)
         rows = run_rounds(cfg, datamodule, run, pseudo)
         report(rows, run)
     return rows

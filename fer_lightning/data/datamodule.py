@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,22 @@ from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
 from fer_lightning.hardware import auto_workers
+from fer_lightning.pseudo.manifest import PseudoSet
 
 log = logging.getLogger(__name__)
 
 Source = Callable[[str], Mapping[str, Manifest]]
 PROBE = 16  # images per split whose size decides the CPU pipelines' size
+
+
+@dataclass(frozen=True)
+class RoundData:
+    """What round ``index`` trains on beyond the labeled split (round 0: nothing)."""
+
+    index: int = 0
+    pseudo: PseudoSet | None = None
+    augment: Mapping[str, Any] = field(default_factory=dict)  # over data.augment: a student's
+    labeled_share: float | None = None  # that share of each epoch drawn from the labeled split
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -85,7 +97,9 @@ class FERDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         if not (num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0)):
-            raise ValueError(f"data.num_workers must be 'auto' or an int >= 0, got {num_workers!r}")
+            raise ConfigError(
+                f"data.num_workers must be 'auto' or an int >= 0, got {num_workers!r}"
+            )
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -112,10 +126,8 @@ class FERDataModule(pl.LightningDataModule):
         self._images: ImageCache | None = None
         self.splits_dir = Path(splits_dir) if splits_dir else None
         self.splits: Splits | None = None
-        self.pseudo: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.labeled_share: float | None = None
         self.seed = seed
-        self.round_index = 0  # set by the rounds loop: part of each epoch's seed
+        self.round = RoundData()  # the rounds loop hands each round over (start_round)
         self._train_sampler: EpochSeeds | None = None
 
     # -- split protocol -------------------------------------------------------------
@@ -167,34 +179,15 @@ class FERDataModule(pl.LightningDataModule):
         assert self.splits is not None
         return self.splits
 
-    # -- pseudo labels --------------------------------------------------------------
-    def set_pseudo_labels(
-        self,
-        paths: np.ndarray,
-        targets: np.ndarray,
-        weights: np.ndarray | None = None,
-        labeled_share: float | None = None,
-    ) -> None:
-        """Add a pseudo-labeled set to the training data (targets: [N, 7] probability rows).
+    # -- the round being trained ---------------------------------------------------
+    def start_round(self, data: RoundData) -> None:
+        """The one hand-off of a round: its index (part of every epoch's seed), its pseudo
+        set and the augmentation over ``data.augment`` that its student trains with."""
+        self.round = data
 
-        ``labeled_share`` draws that share of each epoch's images from the labeled split
-        (with replacement), so a large pseudo set does not dilute the clean labels a
-        student sees in the same number of steps; None draws every image once.
-        """
-        targets = np.asarray(targets, dtype=np.float32)
-        if targets.ndim != 2 or targets.shape[1] != NUM_CLASSES or len(targets) != len(paths):
-            raise ValueError(f"pseudo targets must be [len(paths), {NUM_CLASSES}]")
-        weights = np.ones(len(paths), np.float32) if weights is None else np.asarray(weights)
-        self.pseudo = (np.asarray(paths, dtype=np.str_), targets, weights.astype(np.float32))
-        self.labeled_share = labeled_share
-
-    def unlabeled_paths(self, include_test: bool = False) -> np.ndarray:
-        """Image paths the teacher labels: the pool (and, transductively, the test images)."""
-        splits = self._require_splits()
-        paths = splits.unlabeled.paths
-        if include_test:
-            paths = np.concatenate([paths, splits.test.paths])
-        return paths
+    def pool(self, include_test: bool = False) -> Manifest:
+        """The images a teacher labels (see :meth:`Splits.pool`)."""
+        return self._require_splits().pool(include_test)
 
     # -- loaders --------------------------------------------------------------------
     def workers(self) -> int:
@@ -282,19 +275,20 @@ class FERDataModule(pl.LightningDataModule):
         )
 
     def train_size(self) -> int:
-        """Images per training epoch: the labeled split plus the pseudo-labeled set."""
-        pseudo = 0 if self.pseudo is None else len(self.pseudo[0])
-        return len(self._require_splits().labeled) + pseudo
+        """Images per training epoch: the labeled split plus the round's pseudo set."""
+        pseudo = self.round.pseudo
+        return len(self._require_splits().labeled) + (0 if pseudo is None else len(pseudo))
 
     def train_dataset(self) -> TrainingDataset:
         labeled = self._require_splits().labeled
         paths, targets = labeled.paths, one_hot(labeled.labels)
         weights = np.ones(len(labeled), np.float32)
-        if self.pseudo is not None:
-            paths = np.concatenate([paths, self.pseudo[0]])
-            targets = np.concatenate([targets, self.pseudo[1]])
-            weights = np.concatenate([weights, self.pseudo[2]])
-        transform = train_transform(self.work_size(), **self.augment)
+        pseudo = self.round.pseudo
+        if pseudo is not None:
+            paths = np.concatenate([paths, pseudo.paths])
+            targets = np.concatenate([targets, pseudo.targets])
+            weights = np.concatenate([weights, pseudo.weights])
+        transform = train_transform(self.work_size(), **{**self.augment, **self.round.augment})
         return TrainingDataset(paths, targets, weights, transform, self.read())
 
     def train_dataloader(self) -> DataLoader:
@@ -305,7 +299,7 @@ class FERDataModule(pl.LightningDataModule):
         :meth:`seed_epoch`; the seed reaches (persistent) workers with the indices.
         """
         dataset = self.train_dataset()
-        seed = epoch_seed(self.seed, self.round_index, self._next_epoch(dataset))
+        seed = epoch_seed(self.seed, self.round.index, self._next_epoch(dataset))
         # the order has its own generator (EpochSeeds seeds it): the DataLoader draws worker
         # seeds from the one it is given on its first epoch only, which would shift the order
         generator = torch.Generator()
@@ -323,7 +317,7 @@ class FERDataModule(pl.LightningDataModule):
     def _draw_weights(self, dataset: TrainingDataset) -> torch.Tensor | None:
         """Per-image draw weights: class-balanced and/or a labeled share; None: each once."""
         labeled = len(self._require_splits().labeled)
-        share = self.labeled_share if self.pseudo is not None and len(dataset) > labeled else None
+        share = self.round.labeled_share if len(dataset) > labeled else None
         if not self.balanced_sampler and share is None:
             return None
         weights = torch.ones(len(dataset), dtype=torch.float64)

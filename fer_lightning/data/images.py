@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_lightning.errors import DataError
+from fer_lightning.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ON_CORRUPT = ("fail", "skip")
@@ -29,7 +29,7 @@ def is_image(path: str | os.PathLike) -> bool:
 
 def check_on_corrupt(value: str) -> str:
     if value not in ON_CORRUPT:
-        raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {value!r}")
+        raise ConfigError(f"data.on_corrupt must be 'fail' or 'skip', got {value!r}")
     return value
 
 

@@ -55,6 +55,12 @@ class Splits:
             )
         return cls(**{n: Manifest.from_csv(directory / f"{n}.csv") for n in SPLIT_NAMES})
 
+    def pool(self, include_test: bool = False) -> Manifest:
+        """The images a teacher labels: the unlabeled split, and transductively the test one.
+
+        Their labels (unknown, or hidden test labels) are for the audit only."""
+        return self.unlabeled.concat(self.test) if include_test else self.unlabeled
+
     def summary(self) -> str:
         """Per-split per-emotion counts (absent classes flagged)."""
         return describe({n: getattr(self, n) for n in SPLIT_NAMES})

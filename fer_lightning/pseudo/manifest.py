@@ -31,6 +31,16 @@ class PseudoSet:
     weights: np.ndarray  # float32 [M]
     confidence: np.ndarray  # float32 [M]
 
+    def __post_init__(self) -> None:
+        n = len(self.paths)
+        if self.targets.shape != (n, NUM_CLASSES) or not (
+            len(self.labels) == len(self.weights) == len(self.confidence) == n
+        ):
+            raise ValueError(
+                f"a pseudo set of {n} paths needs {n} labels, weights and confidences and "
+                f"targets of shape ({n}, {NUM_CLASSES}); got targets {self.targets.shape}"
+            )
+
     def __len__(self) -> int:
         return len(self.paths)
 

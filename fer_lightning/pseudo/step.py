@@ -72,15 +72,6 @@ def predict_probs(
     return out
 
 
-def pool_paths_and_truth(datamodule: FERDataModule, include_test: bool):
-    """The images the teacher labels and their hidden labels (for the audit only)."""
-    splits = datamodule.splits
-    truth = splits.unlabeled.labels
-    if include_test:
-        truth = np.concatenate([truth, splits.test.labels])
-    return datamodule.unlabeled_paths(include_test), truth
-
-
 @dataclass(frozen=True)
 class PseudoLabelStep:
     """Round ``k``'s teacher -> round ``k + 1``'s pseudo set, for one run directory."""
@@ -118,9 +109,9 @@ class PseudoLabelStep:
     def _predict(self, model, datamodule, trainer) -> dict:
         """The teacher's probabilities on the pool and on the validation split."""
         flip, include_test = self.config.tta_flip, self.config.include_test
-        paths, _ = pool_paths_and_truth(datamodule, include_test)
+        pool = datamodule.pool(include_test)
         return {
-            "pool": predict_probs(model, datamodule, paths, flip, trainer),
+            "pool": predict_probs(model, datamodule, pool.paths, flip, trainer),
             "val": predict_probs(model, datamodule, datamodule.splits.val.paths, flip, trainer),
             "flip": flip,
             "include_test": include_test,
@@ -139,7 +130,8 @@ class PseudoLabelStep:
         """Select from the probabilities; write the manifest and its audit atomically."""
         selection = self.config.selection
         splits = datamodule.splits
-        paths, truth = pool_paths_and_truth(datamodule, probs["include_test"])
+        pool = splits.pool(probs["include_test"])
+        paths, truth = pool.paths, pool.labels  # the labels: hidden, for the audit only
         runtime = {}
         if selection.needs_validation:
             runtime["val_probs"] = probs["val"]
