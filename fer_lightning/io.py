@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,15 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(target: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Rows (mappings with the first row's keys) as a CSV with a header, atomically."""
+    with atomic_path(target) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(target)
 
 
 def _no_nan(value: Any) -> Any:

@@ -7,7 +7,6 @@ gets a status instead of stopping the report.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from fer_lightning.groups import (
     is_study,
     mean_std,
 )
-from fer_lightning.io import atomic_path
+from fer_lightning.io import atomic_path, write_csv
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
 from fer_lightning.pseudo.strategies import strategy_name
 from fer_lightning.results import pct
@@ -399,25 +398,17 @@ def group_plots(groups: Sequence[Group]) -> dict[str, Figure]:
     return figures
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def write_report(runs: Sequence[RunSummary], out_dir: str | os.PathLike) -> list[Path]:
     """report.csv plus the PNG plots (threshold curve; per-emotion F1 and confusion matrices
     of the best run by validation macro-F1), each written atomically; returns the paths."""
     if not runs:
         raise NoRunsError("no runs to report")
     out_dir = Path(out_dir)
-    written = [_write_csv(out_dir / REPORT_CSV, [summary_row(r) for r in runs])]
+    written = [write_csv(out_dir / REPORT_CSV, [summary_row(r) for r in runs])]
     groups = group_runs(runs)
     if is_study(groups):
         ceiling = ceiling_of(groups)
-        written.append(_write_csv(out_dir / GROUPS_CSV, [g.summary(ceiling) for g in groups]))
+        written.append(write_csv(out_dir / GROUPS_CSV, [g.summary(ceiling) for g in groups]))
         for name, group_fig in group_plots(groups).items():
             written.append(_save(group_fig, out_dir / f"{name}.png"))
     fig = threshold_plot(runs)

@@ -22,6 +22,7 @@ from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
+from fer_lightning.io import write_csv
 from fer_lightning.models.checkpoints import load_classifier, load_weights
 from fer_lightning.pseudo.manifest import check_audit, read_pseudo_manifest
 from fer_lightning.pseudo.step import PseudoLabelStep
@@ -60,7 +61,8 @@ class Rounds:
         """Fit the teacher and ``pseudo_label.rounds`` students; returns the table rows."""
         # the split first: the key covers its files (a picture rewritten in place changes it)
         self._prepare_data()
-        key, settings = teacher_key(self.cfg, self.dm.splits)
+        key, teacher_values = teacher_key(self.cfg, self.dm.splits)
+        record = (key, teacher_values)  # written into round_0/teacher.json when it trains
         if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
             cache = TeacherCache(self.cfg.paths.teacher_cache_dir, key)
             log.info("teacher cache key %s (%s)", key, cache.entry)
@@ -68,11 +70,11 @@ class Rounds:
                 restored = cache.ready and not self.run.is_done(0) and cache.restore(self.run)
                 if restored and uses_tensorboard(self.cfg):
                     log_hparams_session(self.cfg, self.run, 0, self.run.read_metrics(0), 0)
-                self._round(0, (key, settings))
+                self._round(0, record)
                 if not cache.ready:
                     cache.store(self.run)
         else:
-            self._round(0, (key, settings))
+            self._round(0, record)
         for k in range(1, self.pseudo.rounds + 1):
             self._round(k)
         return self._finish()
@@ -97,7 +99,7 @@ class Rounds:
             )
         return model
 
-    def _round(self, k: int, teacher: tuple[str, dict] | None = None) -> None:
+    def _round(self, k: int, teacher_record: tuple[str, dict] | None = None) -> None:
         run = self.run
         if k == 0:
             self.dm.start_round(RoundData())
@@ -134,8 +136,8 @@ class Rounds:
                 resume = str(self.cfg.ckpt_path)  # Lightning's meaning, for the teacher's fit
             if resume:
                 log.info("round %d: resuming the interrupted fit from %s", k, resume)
-            if teacher is not None and rank_zero_only.rank == 0:
-                run.write_teacher_record(*teacher)
+            if teacher_record is not None and rank_zero_only.rank == 0:
+                run.write_teacher_record(*teacher_record)
             callbacks = [PseudoLabelCallback(self.step, k)] if k < self.pseudo.rounds else []
             fit_round(self.cfg, self.dm, k, run, self._model(k), callbacks, ckpt_path=resume)
         if k < self.pseudo.rounds and not run.pseudo_manifest(k + 1).is_file():
@@ -156,7 +158,7 @@ class Rounds:
             rows.append({"round": k, **base, **row})
         if rank_zero_only.rank == 0:
             logged = len(self.run.read_rounds_csv())  # rounds already in TensorBoard (resumed)
-            self.run.write_rounds_csv(rows)
+            write_csv(self.run.rounds_csv, rows)
             writer = SummaryWriter(str(self.run.tensorboard / TENSORBOARD_ROUNDS))
             for row in rows[logged:]:
                 for key, value in row.items():

@@ -20,7 +20,7 @@ import fcntl
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import differences
-from fer_lightning.io import atomic_path, atomic_write_text, number, write_json
+from fer_lightning.io import atomic_write_text, number, write_json
 
 RECORD_FILE = "experiment.json"
 LOCK_FILE = ".lock"
@@ -204,12 +204,6 @@ class RunDir:
         finally:
             os.close(fd)
         return False
-
-    def write_rounds_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        with atomic_path(self.rounds_csv) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
 
     def read_rounds_csv(self) -> list[dict[str, str]]:
         if not self.rounds_csv.is_file():

@@ -15,7 +15,6 @@ from fer_lightning.data.sources import (
     read_class_folders,
     read_rafdb,
     read_rafdb_kaggle,
-    read_source,
     read_unlabeled_folder,
 )
 from fer_lightning.emotions import EMOTIONS
@@ -213,19 +212,15 @@ def test_unlabeled_folder_reads_recursively(tmp_path: Path) -> None:
         read_unlabeled_folder(tmp_path / "missing")
 
 
-def test_read_source_dispatches_and_rejects_unknown(tmp_path: Path) -> None:
+def test_every_layout_reads_the_same_counts(tmp_path: Path) -> None:
     make_rafdb(tmp_path / "rafdb", TRAIN, TEST)
     make_rafdb_kaggle(tmp_path / "rafdb_kaggle", TRAIN, TEST)
     make_class_folders(tmp_path / "folder", {"train": emotion_folders(TRAIN)})
-    for kind in ("rafdb", "rafdb_kaggle", "folder"):
-        counts = read_source(kind, tmp_path / kind)["train"].class_counts()
-        assert counts.tolist() == list(TRAIN)
-    original = read_source("rafdb", tmp_path / "rafdb", variant="original")
+    readers = {"rafdb": read_rafdb, "rafdb_kaggle": read_rafdb_kaggle, "folder": read_class_folders}
+    for kind, reader in readers.items():
+        assert reader(tmp_path / kind)["train"].class_counts().tolist() == list(TRAIN)
+    original = read_rafdb(tmp_path / "rafdb", variant="original")
     assert "original" in original["train"].paths[0]
-    with pytest.raises(DataError, match="valid kinds: rafdb, rafdb_kaggle, folder"):
-        read_source("fer2013", tmp_path)
-    with pytest.raises(DataError, match=r"got options \['variant'\]; it accepts none"):
-        read_source("folder", tmp_path / "folder", variant="aligned")
 
 
 def test_describe_counts_and_flags_absent_classes() -> None:

@@ -10,10 +10,9 @@ and the fix, because a training run should fail at setup, not hours in.
 from __future__ import annotations
 
 import csv
-import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -362,28 +361,6 @@ def read_unlabeled_folder(root: str | os.PathLike) -> Manifest:
             "check data.unlabeled_dir"
         )
     return Manifest(np.array(paths), np.full(len(paths), UNKNOWN, dtype=np.int64))
-
-
-SOURCES: dict[str, Callable[..., dict[str, Manifest]]] = {
-    "rafdb": read_rafdb,
-    "rafdb_kaggle": read_rafdb_kaggle,
-    "folder": read_class_folders,
-}
-
-
-def read_source(kind: str, root: str | os.PathLike, **options: object) -> dict[str, Manifest]:
-    """Read a source by config name (``rafdb``, ``rafdb_kaggle``, ``folder``)."""
-    if kind not in SOURCES:
-        raise DataError(f"unknown data source kind {kind!r}; valid kinds: {', '.join(SOURCES)}")
-    reader = SOURCES[kind]
-    try:
-        inspect.signature(reader).bind(root, **options)
-    except TypeError:
-        accepted = [p for p in inspect.signature(reader).parameters if p != "root"]
-        raise DataError(
-            f"data source {kind!r} got options {sorted(options)}; it accepts {accepted or 'none'}"
-        ) from None
-    return reader(root, **options)
 
 
 def check_images(
