@@ -1,23 +1,20 @@
 """Shared set-up: one tiny data set, one teacher-student run and one sweep for the whole session.
 
-Tests import the helpers in tests/cli.py and tests/layouts.py. The expensive outputs are
-made once (session scope) and only read by the tests that use them; a test that needs to
-write makes its own run directory.
+Tests import the helpers in tests/helpers/ (running the commands, tiny data sets). The
+expensive outputs are made once (session scope) and only read by the tests that use them; a
+test that needs to write makes its own run directory.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from checkpoints import make_checkpoint  # noqa: E402
-from cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train  # noqa: E402
-from layouts import RAF_TEST, RAF_TRAIN, make_rafdb  # noqa: E402
+from tests.helpers.checkpoints import make_checkpoint
+from tests.helpers.cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train
+from tests.helpers.layouts import RAF_TEST, RAF_TRAIN, make_rafdb
 
 
 @pytest.fixture(scope="session")

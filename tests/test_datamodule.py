@@ -15,8 +15,7 @@ from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.errors import ConfigError
 from fer_lightning.pseudo.manifest import PseudoSet
-
-from layouts import make_rafdb, write_image
+from tests.helpers.layouts import make_rafdb, write_image
 
 TRAIN = [8, 4, 4, 12, 8, 4, 8]
 TEST = [2, 1, 1, 3, 2, 1, 2]

@@ -11,8 +11,7 @@ import torch
 
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.checkpoints import load_classifier
-
-from cli import FAST, evaluate, fer, raf_args
+from tests.helpers.cli import FAST, evaluate, fer, raf_args
 
 USER_STRATEGY = """
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ def test_a_strategy_and_a_module_of_ones_own_sweep_report_and_serve(tmp_path, ra
     fixed = [
         *raf_args(raf),
         *FAST,
-        "model._target_=custom_module.MarginClassifier",
+        "model._target_=tests.helpers.custom_module.MarginClassifier",
         "+model.margin=0.5",
         "pseudo_label=least_confident",
     ]

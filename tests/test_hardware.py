@@ -14,9 +14,8 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.errors import ConfigError
 from fer_lightning.hardware import auto_workers, mixed_precision, usable_cpus
 from fer_lightning.models.classifier import FERClassifier
-
-from checkpoints import fit_and_save
-from cli import raf_args, train
+from tests.helpers.checkpoints import fit_and_save
+from tests.helpers.cli import raf_args, train
 
 SAME = ["pseudo_label=none", "trainer.max_epochs=2", "trainer.deterministic=true"]
 FALLBACK = "mixed precision falls back to 32-true"

@@ -13,8 +13,7 @@ import numpy as np
 
 from fer_lightning.data.splits import Splits
 from fer_lightning.emotions import EMOTIONS
-
-from cli import train
+from tests.helpers.cli import train
 
 SMALL = [
     "data.source.n_train=280",

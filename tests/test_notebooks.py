@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from layouts import emotion_folders, make_class_folders
+from tests.helpers.layouts import emotion_folders, make_class_folders
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_data.ipynb"
 KERNEL = "fer-lightning-test"

@@ -23,9 +23,8 @@ from fer_lightning.faces.detect import LANDMARK_NAMES
 from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inputs
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
-
-from checkpoints import fit_and_save
-from cli import fer
+from tests.helpers.checkpoints import fit_and_save
+from tests.helpers.cli import fer
 
 FACE_BOX = (130, 60, 100, 100)  # where the test photo's face is pasted: x, y, w, h
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -15,8 +15,7 @@ from fer_lightning.data.splits import Splits
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.classifier import FERClassifier
-
-from cli import FAST, fer, raf_args, run, tensorboard_tags, train
+from tests.helpers.cli import FAST, fer, raf_args, run, tensorboard_tags, train
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ def test_rounds_write_manifests_audit_and_table(two_rounds):
     table = _read_csv(run_dir / "rounds.csv")
     assert [int(r["round"]) for r in table] == [0, 1, 2]
     assert int(table[0]["pseudo_added"]) == 0 and int(table[1]["pseudo_added"]) > 0
-    for r in table:  # one epoch at batch 16 (tests/cli.py FAST): the steps each fit took
+    for r in table:  # one epoch at batch 16 (tests/helpers/cli.py FAST): the steps each fit took
         images = int(r["labeled"]) + int(r["pseudo_added"])
         assert int(float(r["steps"])) == -(-images // 16)
     assert "| round | macro-F1 | acc | surprise |" in proc.stdout

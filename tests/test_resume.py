@@ -17,10 +17,26 @@ from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import job_dirname
 from fer_lightning.run_dir import RunDir
 from fer_lightning.teacher_cache import TeacherCache
+from tests.helpers.cli import (
+    ENV,
+    FAST,
+    HELPERS,
+    command,
+    fer,
+    fitted_rounds,
+    raf_args,
+    train,
+    train_args,
+)
+from tests.helpers.layouts import (
+    RAF_TEST,
+    RAF_TRAIN,
+    make_rafdb,
+    make_unlabeled_folder,
+    write_image,
+)
 
-from cli import ENV, FAST, TESTS, command, fer, fitted_rounds, raf_args, train, train_args
 from killer import BOUNDARIES
-from layouts import RAF_TEST, RAF_TRAIN, make_rafdb, make_unlabeled_folder, write_image
 
 
 def _rounds_csv(run_dir: Path) -> list[dict[str, str]]:
@@ -51,7 +67,7 @@ def test_kill_at_every_boundary_then_resume_matches_an_uninterrupted_run(tmp_pat
     for boundary in BOUNDARIES:
         args = train_args(killed, *opts) if boundary == BOUNDARIES[0] else [f"resume={run_dir}"]
         proc = subprocess.run(
-            [sys.executable, str(TESTS / "killer.py"), boundary, *args],
+            [sys.executable, str(HELPERS / "killer.py"), boundary, *args],
             cwd=killed,
             env=ENV,
             capture_output=True,

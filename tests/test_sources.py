@@ -19,8 +19,7 @@ from fer_lightning.data.sources import (
 )
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import DataError
-
-from layouts import (
+from tests.helpers.layouts import (
     emotion_folders,
     make_class_folders,
     make_rafdb,

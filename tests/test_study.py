@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from cli import FAST, fer, fitted_rounds, raf_args
+from tests.helpers.cli import FAST, fer, fitted_rounds, raf_args
 
 ROLES = ("baseline", "balanced", "ceiling")
 SEEDS = (1, 2)

@@ -22,8 +22,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 from fer_lightning.cli.common import CONFIG_DIR
 from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.synthetic_faces import render_face
-
-from cli import FAST, SWEEP_THRESHOLDS, Result, evaluate, fer, raf_args
+from tests.helpers.cli import FAST, SWEEP_THRESHOLDS, Result, evaluate, fer, raf_args
 
 
 def _compose(*overrides: str, hydra: bool = False) -> DictConfig:

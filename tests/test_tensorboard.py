@@ -24,7 +24,7 @@ from urllib.request import ProxyHandler, Request, build_opener
 
 import pytest
 
-from cli import SWEEP_THRESHOLDS
+from tests.helpers.cli import SWEEP_THRESHOLDS
 
 SWEPT = "pseudo_label.strategy.threshold"
 VALUES = SWEEP_THRESHOLDS

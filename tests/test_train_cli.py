@@ -15,9 +15,8 @@ import yaml
 from fer_lightning.console import quiet_third_party
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import ConfigError
-
-from cli import evaluate, raf_args, tensorboard_tags, train
-from layouts import RAF_TEST, RAF_TRAIN, make_rafdb
+from tests.helpers.cli import evaluate, raf_args, tensorboard_tags, train
+from tests.helpers.layouts import RAF_TEST, RAF_TRAIN, make_rafdb
 
 
 def test_train_writes_the_run_directory_and_a_reading(rounds_run):

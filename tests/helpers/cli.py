@@ -24,9 +24,10 @@ FAST = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
 ]
-TESTS = Path(__file__).resolve().parent
+HELPERS = Path(__file__).resolve().parent
+ROOT = HELPERS.parents[1]  # the repository: processes import tests.helpers.* from it
 ENV = dict(os.environ, PYTHONWARNINGS="ignore", HYDRA_FULL_ERROR="0")
-ENV["PYTHONPATH"] = os.pathsep.join([str(TESTS), ENV.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+ENV["PYTHONPATH"] = os.pathsep.join([str(ROOT), ENV.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 FITS = "`Trainer.fit` stopped"  # Lightning's line at the end of every fit
 SWEEP_THRESHOLDS = (0.3, 0.6)  # the session sweep's jobs (tests/conftest.py)
 

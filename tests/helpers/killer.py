@@ -1,6 +1,6 @@
 """fer-train that SIGKILLs itself at one boundary of a run (tests only), as a crash would.
 
-    python tests/killer.py BOUNDARY [fer-train overrides...]
+    python tests/helpers/killer.py BOUNDARY [fer-train overrides...]
 
 BOUNDARY is one of :data:`BOUNDARIES`; the kill is ``kill -9``: no cleanup, no flush.
 """
