@@ -7,6 +7,8 @@ test that needs to write makes its own run directory.
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +109,20 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path)
 @pytest.fixture(scope="session")
 def exported_onnx(onnx_export: tuple) -> Path:
     return onnx_export[0]
+
+
+@pytest.fixture
+def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec for *this* interpreter (the venv), found before any user-wide "python3"."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / "fer-lightning-test"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fer_lightning tests",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    return "fer-lightning-test"

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-import test_notebooks
 from nbclient import NotebookClient
-from test_report import make_run, make_sweep
 
-kernel_env = test_notebooks.kernel_env  # the fixture: a kernelspec for this venv's python
+from tests.helpers.runs import make_run, make_sweep
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "compare_runs.ipynb"
 
 

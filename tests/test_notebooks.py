@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from tests.helpers.layouts import emotion_folders, make_class_folders
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_data.ipynb"
-KERNEL = "fer-lightning-test"
-
-
-@pytest.fixture
-def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A kernelspec for *this* interpreter (the venv), found before any user-wide "python3"."""
-    spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
-    spec_dir.mkdir(parents=True)
-    spec = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "fer_lightning tests",
-        "language": "python",
-    }
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    return KERNEL
 
 
 def test_notebook_is_committed_without_outputs() -> None:

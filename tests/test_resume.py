@@ -28,6 +28,7 @@ from tests.helpers.cli import (
     train,
     train_args,
 )
+from tests.helpers.killer import BOUNDARIES
 from tests.helpers.layouts import (
     RAF_TEST,
     RAF_TRAIN,
@@ -35,8 +36,6 @@ from tests.helpers.layouts import (
     make_unlabeled_folder,
     write_image,
 )
-
-from killer import BOUNDARIES
 
 
 def _rounds_csv(run_dir: Path) -> list[dict[str, str]]:
