@@ -1,7 +1,7 @@
 """Pseudo-labeling pass: the callback's prediction over the pool vs bare model(x), side by side.
 
   bare      softmax(model(x)) over the pool pre-loaded as tensors (decoded + resized once);
-  callback  ``predict_probs`` as the pseudo-label callback runs it: image files through
+  callback  ``predict_files_probs`` as the pseudo-label callback runs it: image files through
             the DataModule's loader and workers, under the trainer's precision;
   tta       the same with flip test-time augmentation (two forward passes), for reference.
 Each side first runs untimed over a few batches (warm-up); bare and callback then
@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from fer_lightning.pseudo.step import predict_probs
+from fer_lightning.pseudo.step import predict_files_probs
 
 from harness import (
     WARMUP_BATCHES,
@@ -65,7 +65,7 @@ def measure(size: int, repeats: int, tiny: bool, overrides: list[str]) -> list[o
             synchronize(device)
 
         def callback(paths=paths, flip: bool = False) -> None:
-            predict_probs(model, datamodule, paths, flip, trainer)
+            predict_files_probs(model, datamodule, paths, flip, trainer)
 
         warmup = WARMUP_BATCHES * datamodule.batch_size
         bare(x[:warmup])

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def predict_probs(
+def predict_files_probs(
     module: pl.LightningModule,
     datamodule: FERDataModule,
     paths: np.ndarray,
@@ -110,9 +110,10 @@ class PseudoLabelStep:
         """The teacher's probabilities on the pool and on the validation split."""
         flip, include_test = self.config.tta_flip, self.config.include_test
         pool = datamodule.pool(include_test)
+        val = datamodule.splits.val
         return {
-            "pool": predict_probs(model, datamodule, pool.paths, flip, trainer),
-            "val": predict_probs(model, datamodule, datamodule.splits.val.paths, flip, trainer),
+            "pool": predict_files_probs(model, datamodule, pool.paths, flip, trainer),
+            "val": predict_files_probs(model, datamodule, val.paths, flip, trainer),
             "flip": flip,
             "include_test": include_test,
         }
