@@ -24,7 +24,7 @@ from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.io import write_csv
 from fer_lightning.models.checkpoints import load_classifier, load_weights
-from fer_lightning.pseudo.manifest import check_audit, read_pseudo_manifest
+from fer_lightning.pseudo.pseudo_set import check_audit, read_pseudo_manifest
 from fer_lightning.pseudo.step import PseudoLabelStep
 from fer_lightning.run_dir import TENSORBOARD_ROUNDS, RunDir
 from fer_lightning.teacher_cache import TeacherCache, teacher_key

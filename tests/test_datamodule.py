@@ -14,7 +14,7 @@ from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import TrainingDataset, one_hot
 from fer_lightning.data.sources import read_rafdb
 from fer_lightning.errors import ConfigError
-from fer_lightning.pseudo.manifest import PseudoSet
+from fer_lightning.pseudo.pseudo_set import PseudoSet
 from tests.helpers.layouts import make_rafdb, write_image
 
 TRAIN = [8, 4, 4, 12, 8, 4, 8]

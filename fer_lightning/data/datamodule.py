@@ -35,7 +35,7 @@ from fer_lightning.data.transforms import eval_transform, train_transform
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
 from fer_lightning.hardware import auto_workers
-from fer_lightning.pseudo.manifest import PseudoSet
+from fer_lightning.pseudo.pseudo_set import PseudoSet
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from fer_lightning.config import PseudoLabelConfig
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.io import atomic_path, write_json
-from fer_lightning.pseudo.manifest import PseudoSet, read_pseudo_manifest, write_pseudo_manifest
+from fer_lightning.pseudo.pseudo_set import PseudoSet, read_pseudo_manifest, write_pseudo_manifest
 from fer_lightning.pseudo.selection import balance_audit, select, selection_stats
 from fer_lightning.run_dir import RunDir
 

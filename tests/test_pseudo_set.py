@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fer_lightning.pseudo import manifest as pm
+from fer_lightning.pseudo import pseudo_set as pm
 from fer_lightning.pseudo.selection import select
 from fer_lightning.pseudo.strategies import Threshold
 
