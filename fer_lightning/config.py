@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from fer_lightning.data.image_cache import CACHE_MODES
 from fer_lightning.data.images import check_on_corrupt
@@ -107,8 +109,22 @@ class PseudoLabelConfig:
                 selection = SelectionConfig.from_options(**picked)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"pseudo_label: {err}") from None
+            _check_selects_some(selection)
         values["rounds"] = rounds
         return cls(**values, selection=selection)
+
+
+def _check_selects_some(selection: SelectionConfig) -> None:
+    """A top-k size of 0 selects nothing: refused before the teacher trains, not blamed on it."""
+    if selection.strategy != "topk":
+        return
+    for name in ("k", "fraction", "budget"):
+        if getattr(selection, name) == 0:
+            raise ConfigError(
+                f"pseudo_label.{name}=0: strategy topk would select no pseudo labels, so every "
+                f"student would train on the labeled set alone; give pseudo_label.{name} > 0, "
+                "or pseudo_label.rounds=0 to train the teacher only"
+            )
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
@@ -233,8 +249,29 @@ def apply_study_role(cfg: DictConfig) -> None:
             OmegaConf.update(cfg, key, value, force_add=True)
 
 
+def check_required(cfg: DictConfig, example: str = "VALUE") -> None:
+    """A mandatory value (``???``) the run reads but nobody set: name it and how to set it.
+
+    OmegaConf would stop later with its ``InterpolationToMissingValueError`` traceback;
+    a ``???`` that nothing reads (a study role that drops it) passes.
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
+        # through an interpolation, the key to set is the one it points at
+        found = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
+        interpolated = isinstance(err, InterpolationToMissingValueError) and found
+        key = found.group(1) if interpolated else str(err.full_key)
+        via = f" (read by {err.full_key})" if err.full_key and err.full_key != key else ""
+        raise ConfigError(
+            f"{key} has no value and this configuration needs one{via}: add {key}={example} "
+            "to the command line"
+        ) from None
+
+
 def validate_train(cfg: DictConfig) -> PseudoLabelConfig:
     """Check the groups fer-train uses; returns the typed ``pseudo_label`` group."""
+    check_required(cfg, "PATH")
     _int("seed", cfg.get("seed"), 0, MAX_SEED)
     _check_data(_plain(cfg.data))
     _check_model(_plain(cfg.model))
