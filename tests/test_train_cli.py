@@ -72,13 +72,22 @@ def test_console_filters_only_the_named_third_party_noise(caplog):
         log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
         log.info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
         log.info("GPU available: False, used: False")
-    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
+        log.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+        log.info("Restoring states from the checkpoint path at /x/best.ckpt")
+        log.info("something Lightning has not said before")
+    assert "litlogger" not in caplog.text and "something Lightning" in caplog.text
+    for chatter in ("GPU available", "Trainer.fit", "Restoring states"):
+        assert chatter not in caplog.text, chatter  # hidden at the default level
+    with caplog.at_level(logging.DEBUG, logger="pytorch_lightning.utilities.rank_zero"):
+        log.info("GPU available: False, used: False")
+    assert "GPU available" in caplog.text  # still there for whoever asks for DEBUG
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         quiet_third_party()
         from pytorch_lightning.utilities._pytree import _tree_flatten
 
         _tree_flatten(torch.zeros(1))
+        warnings.warn("Checkpoint directory /r/checkpoints exists and is not empty.", stacklevel=1)
         warnings.warn("something new", DeprecationWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["something new"]
 
@@ -259,3 +268,11 @@ def test_an_unreadable_rounds_csv_is_rewritten_not_a_traceback(tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="fer_lightning"):
         assert run.read_rounds_csv() == []
     assert "rounds.csv is unreadable (UnicodeDecodeError): it is rewritten" in caplog.text
+
+
+def test_hydra_flags_may_follow_the_overrides():
+    """``fer-train a=1 b=2 -m`` as users type it: argparse wants the flag first."""
+    from fer_lightning.cli.common import flags_first
+
+    assert flags_first(["seed=1,2", "data=rafdb", "-m"]) == ["-m", "seed=1,2", "data=rafdb"]
+    assert flags_first(["--config-dir", "my_conf", "a=1"]) == ["--config-dir", "my_conf", "a=1"]

@@ -73,13 +73,23 @@ def literal_paths(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# Hydra's flags that take no value: argparse refuses them after the overrides
+# ("unrecognized arguments") unless they come first
+_BARE_FLAGS = ("-m", "--multirun", "--resolve", "-h", "--help", "--hydra-help")
+
+
+def flags_first(argv: Sequence[str]) -> list[str]:
+    """Hydra's value-less flags moved before the overrides: ``fer-train a=1 b=2 -m`` works."""
+    return [a for a in argv if a in _BARE_FLAGS] + [a for a in argv if a not in _BARE_FLAGS]
+
+
 def hydra_entry(app: Callable[[], Any]) -> Callable[[], Any]:
     """A console entry point around a ``@hydra.main`` app: paths on the command line are
     taken literally (:func:`literal_paths`), so every path the tools print pastes back."""
 
     @functools.wraps(app)
     def main() -> Any:
-        sys.argv = [sys.argv[0], *literal_paths(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *literal_paths(flags_first(sys.argv[1:]))]
         return app()
 
     return main
