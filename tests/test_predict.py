@@ -339,3 +339,11 @@ def test_slow_speeds_keep_their_digits():
     assert rate(2, 3.0) == "0.667"
     assert rate(50, 4.0) == "12.5"
     assert rate(1000, 2.0) == "500"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, ckpt, faces):
+    proc, out = predict(tmp_path, ckpt, str(faces / "face_0.png"), "device=cuda", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.output
+    assert "device=cuda: this machine has no CUDA device; use device=auto" in proc.stderr
+    assert not out.exists()
