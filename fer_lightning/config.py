@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from fer_lightning.data.splits import validate_protocol
 from fer_lightning.data.transforms import check_augment
@@ -245,8 +247,29 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
+def check_required(cfg: DictConfig, example: str = "VALUE") -> None:
+    """A mandatory value (``???``) the run reads but nobody set: name it and how to set it.
+
+    OmegaConf would stop later with its ``InterpolationToMissingValueError`` traceback;
+    a ``???`` that nothing reads (a study role that drops it) passes.
+    """
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as err:
+        # through an interpolation, the key to set is the one it points at
+        found = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
+        interpolated = isinstance(err, InterpolationToMissingValueError) and found
+        key = found.group(1) if interpolated else str(err.full_key)
+        via = f" (read by {err.full_key})" if err.full_key and err.full_key != key else ""
+        raise ConfigError(
+            f"{key} has no value and this configuration needs one{via}: add {key}={example} "
+            "to the command line"
+        ) from None
+
+
 def validate_train(cfg: DictConfig) -> PseudoLabelConfig:
     """Check the groups fer-train uses; returns the typed ``pseudo_label`` group."""
+    check_required(cfg, "PATH")
     _int("seed", cfg.get("seed"), 0, MAX_SEED)
     _check_data(_plain(cfg.data))
     _check_model(_plain(cfg.model))

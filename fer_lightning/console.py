@@ -13,6 +13,8 @@ import warnings
 _WARNINGS = (
     # Lightning's pytree helper uses an API torch deprecated; once per fit, nothing to do
     (r"pytorch_lightning\.utilities\._pytree", r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # resume reopens a fit in its own checkpoint folder, on purpose
+    ("", r"Checkpoint directory .* exists and is not empty"),
 )
 _RANK_ZERO_LOGGERS = (
     "pytorch_lightning.utilities.rank_zero",
@@ -20,11 +22,30 @@ _RANK_ZERO_LOGGERS = (
 )
 
 
+# Lightning's per-fit status lines, which our own log says better (the device, the
+# round's checkpoints), and its adverts: shown only at DEBUG
+_CHATTER = (
+    "GPU available:",
+    "TPU available:",
+    "HPU available:",
+    "`Trainer.fit` stopped:",
+    "Restoring states from the checkpoint",
+    "Loaded model weights from the checkpoint",
+)
+_ADVERTS = ("litlogger", "litmodels")
+
+
 class _DropAdvert(logging.Filter):
-    """Lightning's per-fit "try installing litlogger" advertisement."""
+    """Lightning's adverts dropped; its status chatter demoted to DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.msg)
+        text = str(record.msg)
+        if any(word in text for word in _ADVERTS):
+            return False
+        if text.startswith(_CHATTER):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
 
 
 def quiet_third_party() -> None:

@@ -18,7 +18,8 @@ from torch.export import Dim
 
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.io import atomic_path
-from fer_lightning.models.classifier import FERClassifier, resize
+from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.resize import resize
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
@@ -34,7 +35,9 @@ class ProbabilityModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # resized here unconditionally (to the size it may already have): the graph then
-        # holds one resize for any input size instead of a branch on a dynamic shape
+        # holds one resize for any input size instead of a branch on a dynamic shape; the
+        # same resize as the model's in training, fer-eval and fer-predict, so a face of
+        # any size gives the probabilities fer-predict gives
         size = self.model.hparams.image_size
         return self.model.predict_probs(resize(x.float(), size), self.tta_flip)
 

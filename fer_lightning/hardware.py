@@ -13,6 +13,8 @@ from functools import cache
 import torch
 from omegaconf import OmegaConf
 
+from fer_lightning.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 8  # beyond this, decoding 100-px faces is no longer what limits a GPU
@@ -69,4 +71,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` picks CUDA when present; anything else is passed to ``torch.device``."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"device={device}: {err}; use device=auto, cpu or cuda") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: this machine has no CUDA device; use device=auto")
+    return chosen

@@ -13,6 +13,7 @@ import glob
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fer_lightning.data.images import IMAGE_EXTENSIONS, read_rgb
-from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
 from fer_lightning.errors import ConfigError, DataError
 from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
@@ -30,6 +30,7 @@ from fer_lightning.faces.detect import LANDMARK_NAMES, Face, FaceDetector
 from fer_lightning.faces.draw import draw_faces
 from fer_lightning.io import atomic_path
 from fer_lightning.models.classifier import FERClassifier
+from fer_lightning.resize import resize_image
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ BOX_COLUMNS = ("face", "x", "y", "w", "h")
 LANDMARK_COLUMNS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
 # a detected face's columns: its box, the detector's score, its five landmarks
 FACE_COLUMNS = (*BOX_COLUMNS, "score", *LANDMARK_COLUMNS)
-FACE_SIZE = 100  # RAF-DB's aligned faces: the size crops are brought to without a template
 # per-row outcome: predicted, image without a detected face, file that cannot be decoded
 STATUS_OK, STATUS_NO_FACE, STATUS_UNREADABLE = "ok", "no_face", "unreadable"
 
@@ -74,12 +74,12 @@ class _ImageFiles(Dataset):
     """One item per file: ``(path, image)``, image None when the file cannot be decoded.
 
     Decoding happens here so ``num_workers`` parallelises it. Without a detector the
-    image is transformed here too; with one, detection needs whole images in batches.
+    image is prepared for the model here too; with one, detection needs whole images.
     """
 
-    def __init__(self, paths: Sequence[Path], transform: Any | None) -> None:
+    def __init__(self, paths: Sequence[Path], prepare: Any | None) -> None:
         self.paths = [str(p) for p in paths]
-        self.transform = transform
+        self.prepare = prepare
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -90,7 +90,7 @@ class _ImageFiles(Dataset):
             rgb = read_rgb(path)
         except DataError:
             return path, None
-        return path, rgb if self.transform is None else self.transform(image=rgb)["image"]
+        return path, rgb if self.prepare is None else self.prepare(rgb)
 
 
 def _face_row(path: str, k: int, face: Face) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def _face_row(path: str, k: int, face: Face) -> dict[str, Any]:
 def _file_items(
     chunks: Iterator[list[tuple[str, Any]]],
     detector: FaceDetector | None,
-    transform: Any,
+    prepare: Any,
     template: FaceTemplate | None,
     face_margin: float,
 ) -> Iterator[list[tuple[dict[str, Any], torch.Tensor | None]]]:
@@ -134,7 +134,7 @@ def _file_items(
                     else:
                         crop = crop_face(image, face.box, face_margin)
                     row = _face_row(path, k, face) | {"status": STATUS_OK}
-                    items.append((row, transform(image=crop)["image"]))
+                    items.append((row, prepare(crop)))
                 yield items
 
 
@@ -175,9 +175,9 @@ def predict_files(
     """One row per image (or per detected face) with the emotion, confidence and probabilities.
 
     With a ``detector``, each face is aligned onto ``template`` (None: the square crop
-    with ``face_margin``). As in training, the CPU brings faces to ``min(image size,
-    face size)`` (the template's size, RAF-DB's 100 px) and the model resizes them to its
-    input size on the device.
+    with ``face_margin``). Each face goes from its own size to the model's input size by
+    :func:`fer_lightning.resize.resize`, the resize of training, evaluation and the ONNX
+    graph, so a face gets the probabilities ``fer-eval`` and the exported model give it.
     Unreadable files get a row with status ``unreadable`` and a warning; they never
     stop the batch.
     """
@@ -188,20 +188,19 @@ def predict_files(
     image_size = model.hparams.image_size
     if not image_size:
         raise ValueError("the checkpoint records no training image size (hparams.image_size)")
-    face_size = template.size if template is not None else FACE_SIZE
-    transform = eval_transform(min(image_size, face_size))
+    prepare = partial(resize_image, size=image_size)
     if template is not None and detector is not None and not detector.gives_landmarks:
         log.warning(
             "%s gives no landmarks: its faces are square crops (face_margin), not aligned",
             type(detector).__name__,
         )
     loader = DataLoader(
-        _ImageFiles(paths, transform if detector is None else None),
+        _ImageFiles(paths, prepare if detector is None else None),
         batch_size=detector.batch_size if detector is not None else batch_size,
         num_workers=num_workers,
         collate_fn=_keep,
     )
-    items = _file_items(iter(loader), detector, transform, template, face_margin)
+    items = _file_items(iter(loader), detector, prepare, template, face_margin)
     out: list[dict[str, Any]] = []
     for rows, tensors in _batches(items, batch_size):
         probs = iter(())

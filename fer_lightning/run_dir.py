@@ -18,8 +18,10 @@ import csv
 import errno
 import fcntl
 import json
+import logging
 import math
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import differences
 from fer_lightning.io import atomic_write_text, number, write_json
+
+log = logging.getLogger(__name__)
 
 RECORD_FILE = "experiment.json"
 LOCK_FILE = ".lock"
@@ -206,10 +210,20 @@ class RunDir:
         return False
 
     def read_rounds_csv(self) -> list[dict[str, str]]:
+        """The rows of ``rounds.csv``; none when it is absent or unreadable (not text, not
+        CSV): it is only a summary, rewritten from the rounds' own files after each run."""
         if not self.rounds_csv.is_file():
             return []
-        with open(self.rounds_csv, newline="") as f:
-            return list(csv.DictReader(f))
+        try:
+            with open(self.rounds_csv, newline="", encoding="utf-8") as f:
+                return list(csv.DictReader(f))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            log.warning(
+                "%s is unreadable (%s): it is rewritten from the rounds' metrics",
+                self.rounds_csv,
+                err.__class__.__name__,
+            )
+            return []
 
     # -- ownership -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -228,12 +242,29 @@ class RunDir:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock():
+            if not resumed:
+                self._forget_untrained(settings)
             self.check_record(settings, resumed)
             if not self.record.is_file():
                 write_json(self.record, {"settings": _json_round_trip(settings)})
             for name, text in (hydra_files or {}).items():
                 atomic_write_text(self.hydra / name, text)
             yield
+
+    def _forget_untrained(self, settings: Mapping[str, Any]) -> None:
+        """A run stopped before training (a data error, say) computed nothing: rerunning with
+        the fix the message suggests may redo it, so its record and splits are dropped."""
+        if not self.record.is_file() or self.round(0).exists():
+            return
+        recorded = json.loads(self.record.read_text())["settings"]
+        if not differences(recorded, dict(_json_round_trip(settings))):
+            return
+        log.warning(
+            "%s was never trained (no round_0): its record and splits are replaced by this run's",
+            self.root,
+        )
+        self.record.unlink()
+        shutil.rmtree(self.splits, ignore_errors=True)
 
     def check_record(self, settings: Mapping[str, Any], resumed: bool = False) -> None:
         """Refuse a directory whose recorded experiment differs from ``settings``

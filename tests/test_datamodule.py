@@ -155,6 +155,24 @@ def test_pipelines_work_at_the_images_own_size_and_the_model_resizes(raf, tmp_pa
     assert fixed.work_size() == 24
 
 
+def test_evaluation_feeds_the_model_the_pixels_fer_predict_and_onnx_feed_it(raf, tmp_path):
+    """16 px faces, a 12 px model: evaluation and the pool pass keep the faces at 16 px and
+    the model's resize shrinks them, as fer-predict's and the ONNX graph's (one resize)."""
+    from fer_lightning.data.images import read_rgb
+    from fer_lightning.models.classifier import FERClassifier
+    from fer_lightning.resize import resize_image
+
+    dm = _dm(raf, tmp_path, image_size=12)
+    dm.setup("fit")
+    val, _ = next(iter(dm.val_dataloader()))[:2]
+    pool, index = next(iter(dm.predict_loader(dm.unlabeled_paths())))
+    assert tuple(val.shape[1:]) == tuple(pool.shape[1:]) == (3, 16, 16)
+    model = FERClassifier(backbone="mobilenetv1_100", image_size=12)
+    paths = dm.unlabeled_paths()[index.numpy()]
+    predict = torch.stack([resize_image(read_rgb(str(p)), 12) for p in paths])
+    torch.testing.assert_close(model.normalize(pool), model.normalize(predict))
+
+
 def test_memory_cache_serves_the_same_images_and_refuses_a_set_over_its_limit(
     raf, tmp_path, caplog
 ):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,9 +15,11 @@ import torch
 from omegaconf import OmegaConf
 
 from fer_lightning.cli.export import export
-from fer_lightning.emotions import EMOTIONS
+from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
 from fer_lightning.export import INPUT_NAME, OUTPUT_NAME
 from fer_lightning.models.checkpoints import load_classifier
+from fer_lightning.resize import resize_image
+from tests.helpers.cli import fer
 
 
 @pytest.fixture
@@ -63,3 +68,45 @@ def test_unknown_format_fails_clearly():
     cfg = OmegaConf.create({"ckpt_path": "x.ckpt", "format": "tflite", "output": "m.tflite"})
     with pytest.raises(ValueError, match="format=tflite is not supported"):
         export(cfg)
+
+
+def test_onnx_gives_fer_predicts_probabilities_on_faces_smaller_and_larger(
+    tmp_path, exported, exported_onnx
+):
+    """One resize everywhere: the graph fed a face of any size = fer-predict detector=none.
+
+    The checkpoint trains at 32 px; faces of 20 px (enlarged) and of 48 and 100 px (shrunk)
+    go to the graph as they are. Before, the graph's antialiased bilinear resize disagreed
+    with the CPU's area resize of fer-predict (and of training and evaluation).
+    """
+    ckpt, _, _ = exported
+    rng = np.random.default_rng(0)
+    faces = {}
+    for size in (20, 48, 100):
+        noise = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+        rgb = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+        faces[size] = tmp_path / f"face_{size}.png"
+        assert cv2.imwrite(str(faces[size]), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "pred.csv"
+    args = [f"ckpt_path={ckpt}", f"inputs={tmp_path}", f"output={out}", "detector=none"]
+    fer("predict", [*args, f"hydra.run.dir={tmp_path / 'hydra'}"])
+    with out.open(newline="") as f:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(f)}
+    session = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"])
+    for size, path in faces.items():
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        (probs,) = session.run(None, {INPUT_NAME: rgb.transpose(2, 0, 1)[None].copy()})
+        predicted = np.array([float(rows[path.name][c]) for c in PROB_COLUMNS])
+        assert np.abs(probs[0] - predicted).max() <= 1e-4, size
+
+
+def test_the_resize_is_opencvs_cpu_filter():
+    """Training's CPU crops (cv2 area / linear, uint8) and the model's resize: one filter."""
+    rng = np.random.default_rng(1)
+    for source, size in ((100, 32), (48, 32), (20, 32), (100, 64)):
+        cells = rng.integers(0, 256, (source // 4, source // 4, 3), dtype=np.uint8)
+        rgb = cv2.resize(cells, (source, source), interpolation=cv2.INTER_CUBIC)
+        flag = cv2.INTER_AREA if source > size else cv2.INTER_LINEAR
+        opencv = cv2.resize(rgb, (size, size), interpolation=flag).astype(np.float32)
+        ours = resize_image(rgb, size).permute(1, 2, 0).numpy()
+        assert np.abs(ours - opencv).max() < 1.0, (source, size)  # uint8 rounding only

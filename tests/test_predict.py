@@ -15,11 +15,10 @@ import yaml
 
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.synthetic_faces import render_face, render_face_with_landmarks
-from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import CheckpointError, ConfigError
 from fer_lightning.faces.align import FaceTemplate, align_face, crop_face
-from fer_lightning.faces.detect import LANDMARK_NAMES
+from fer_lightning.faces.detect import LANDMARK_NAMES, MTCNNDetector
 from fer_lightning.inference import LANDMARK_COLUMNS, PROB_COLUMNS, collect_inputs
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.models.classifier import FERClassifier
@@ -93,9 +92,8 @@ def test_predict_one_file_matches_the_model(tmp_path, ckpt, faces):
     assert "1 predictions from 1 files" in proc.stdout and "happiness" in proc.stdout
     # size and normalisation come from the checkpoint: same numbers as the model itself
     model = load_classifier(ckpt)
-    transform = eval_transform(32)
     rgb = cv2.cvtColor(cv2.imread(str(faces / "face_0.png")), cv2.COLOR_BGR2RGB)
-    expected = model.predict_probs(transform(image=rgb)["image"][None])[0].numpy()
+    expected = model.predict_probs(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].numpy()
     got = np.array([float(row[c]) for c in PROB_COLUMNS])
     assert np.abs(got - expected).max() < 1e-5
 
@@ -177,7 +175,7 @@ def test_mtcnn_finds_aligns_and_reports_faces(tmp_path, ckpt, photos):
 
 
 def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos, exported_onnx):
-    """fer-predict = align onto the template, resize as in training, the model (or ONNX).
+    """fer-predict = align onto the template, then the model (or ONNX) on the aligned face.
 
     Alignment happens before the model, so the exported ONNX graph is unchanged: fed the
     aligned face, it gives fer-predict's probabilities.
@@ -185,16 +183,18 @@ def test_predictions_are_the_models_on_the_aligned_face(tmp_path, ckpt, photos, 
     folder, _ = photos
     _, out = predict(tmp_path, ckpt, str(folder / "photo.png"), "face_template=synthetic")
     (row,) = read_rows(out)
-    landmarks = np.array([float(row[c]) for c in LANDMARK_COLUMNS]).reshape(5, 2)
+    photo = read_rgb(str(folder / "photo.png"))
+    (face,) = MTCNNDetector(device="cpu").detect([photo])[0]  # exact landmarks (CSV: 0.1 px)
+    assert np.abs(face.landmarks.ravel() - [float(row[c]) for c in LANDMARK_COLUMNS]).max() < 0.06
     synthetic = yaml.safe_load((CONF / "face_template" / "synthetic.yaml").read_text())
-    aligned = align_face(read_rgb(str(folder / "photo.png")), landmarks, FaceTemplate(**synthetic))
-    x = eval_transform(32)(image=aligned)["image"][None]
+    aligned = align_face(photo, face.landmarks, FaceTemplate(**synthetic))
+    x = torch.from_numpy(aligned).permute(2, 0, 1)[None].contiguous()
     got = np.array([float(row[c]) for c in PROB_COLUMNS])
     model = load_classifier(ckpt)
-    assert np.abs(model.predict_probs(x)[0].numpy() - got).max() < 1e-3  # CSV landmarks: 0.1 px
+    assert np.abs(model.predict_probs(x)[0].numpy() - got).max() < 1e-4
     session = ort.InferenceSession(str(exported_onnx), providers=["CPUExecutionProvider"])
     (probs,) = session.run(None, {"input": x.numpy()})
-    assert np.abs(probs[0] - got).max() < 1e-3
+    assert np.abs(probs[0] - got).max() < 1e-4
 
 
 def test_haar_and_none_still_work(tmp_path, ckpt, photos):
@@ -338,3 +338,11 @@ def test_slow_speeds_keep_their_digits():
     assert rate(2, 3.0) == "0.667"
     assert rate(50, 4.0) == "12.5"
     assert rate(1000, 2.0) == "500"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, ckpt, faces):
+    proc, out = predict(tmp_path, ckpt, str(faces / "face_0.png"), "device=cuda", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.output
+    assert "device=cuda: this machine has no CUDA device; use device=auto" in proc.stderr
+    assert not out.exists()

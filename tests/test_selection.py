@@ -134,7 +134,6 @@ def test_per_class_scores_from_validation_predictions() -> None:
     [
         ({"k": 2}, [0, 2, 3, 5, 6]),
         ({"k": 3}, [0, 1, 2, 3, 5, 6]),  # tie at 0.7: row 1 before row 4
-        ({"k": 0}, []),
         ({"fraction": 0.5}, [0, 2, 5, 6]),  # quotas round(4/2, 2/2, 1/2) = 2, 1, 1
         ({"k": 3, "min_confidence": 0.75}, [0, 2, 6]),
     ],
@@ -329,6 +328,8 @@ def test_debias_lets_minority_classes_into_a_threshold_selection() -> None:
         (TopK, {"budget": 10}, "needs a target"),
         (TopK, {"k": 2, "target": "even"}, "target must be one of"),
         (TopK, {"k": 2.5}, "non-negative int"),
+        (TopK, {"k": 0}, "k=0 selects no pseudo labels"),
+        (TopK, {"fraction": 0.0}, "fraction=0 selects no pseudo labels"),
         (Crest, {"alpha": -1}, r"alpha must be a number in \[0, 4\]"),
     ],
 )

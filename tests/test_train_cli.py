@@ -71,13 +71,22 @@ def test_console_filters_only_the_named_third_party_noise(caplog):
         log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
         log.info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
         log.info("GPU available: False, used: False")
-    assert "litlogger" not in caplog.text and "GPU available" in caplog.text
+        log.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+        log.info("Restoring states from the checkpoint path at /x/best.ckpt")
+        log.info("something Lightning has not said before")
+    assert "litlogger" not in caplog.text and "something Lightning" in caplog.text
+    for chatter in ("GPU available", "Trainer.fit", "Restoring states"):
+        assert chatter not in caplog.text, chatter  # hidden at the default level
+    with caplog.at_level(logging.DEBUG, logger="pytorch_lightning.utilities.rank_zero"):
+        log.info("GPU available: False, used: False")
+    assert "GPU available" in caplog.text  # still there for whoever asks for DEBUG
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         quiet_third_party()
         from pytorch_lightning.utilities._pytree import _tree_flatten
 
         _tree_flatten(torch.zeros(1))
+        warnings.warn("Checkpoint directory /r/checkpoints exists and is not empty.", stacklevel=1)
         warnings.warn("something new", DeprecationWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["something new"]
 
@@ -138,6 +147,23 @@ CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is wr
         ["data.image_size=100000"],
         "data.image_size=100000: must be an integer in [16, 1024]",
     ),
+    "paper without a pool": (
+        ["experiment=rafdb_paper", "trainer=cpu", "data.root={raf}"],
+        "unlabeled_dir has no value and this configuration needs one (read by "
+        "data.unlabeled_dir): add unlabeled_dir=PATH",
+    ),
+    "top-k of nothing": (
+        ["pseudo_label=topk", "pseudo_label.strategy.k=0"],
+        "pseudo_label.strategy: TopK: k=0 selects no pseudo labels",
+    ),
+    "log dir under a file": (
+        ["paths.log_dir={text}/logs"],
+        "paths.log_dir={text}/logs: cannot write there: Not a directory",
+    ),
+    "run dir under a file": (
+        ["hydra.run.dir={text}/run"],
+        "hydra.run.dir={text}/run: cannot write there: Not a directory",
+    ),
 }
 DATA_ERRORS = {  # a damaged data set -> phrase
     "label 9": (_bad_label, "list_patition_label.txt:1 (train_00001.jpg): label 9 is outside"),
@@ -151,9 +177,10 @@ def test_config_errors_name_the_key_before_anything_is_written(case, raf, tmp_pa
     overrides, phrase = CONFIG_ERRORS[case]
     text = tmp_path / "weights.txt"
     text.write_text("not weights\n")
-    overrides = [o.format(text=text, tmp=tmp_path) for o in overrides]
+    overrides = [o.format(text=text, tmp=tmp_path, raf=raf) for o in overrides]
     result = train(tmp_path, *raf_args(raf), *overrides, check=False)
     assert result.returncode == 2, result.output
+    phrase = phrase.format(text=text)
     assert result.stderr.startswith("fer-train: error: ") and phrase in result.stderr
     assert "Traceback" not in result.output
     run_dir = tmp_path / "run"
@@ -214,3 +241,37 @@ def test_random_init_is_announced_once(raf, tmp_path):
     assert "model.pretrained=true" in result.output and "model.weights=PATH" in result.output
     default = train(tmp_path / "v2", *raf_args(raf), "pseudo_label=none")  # offline ImageNet
     assert "NO PRETRAINED WEIGHTS" not in default.output
+
+
+def test_a_run_stopped_by_its_data_is_redone_with_the_fix(raf, tmp_path):
+    """The pool folder is the data set's image folder: the message says so (not "remove the
+    repeats from the label files"), and the directory it never trained in is not claimed."""
+    pool = raf / "basic" / "Image" / "aligned"
+    result = train(tmp_path, *raf_args(raf), f"data.unlabeled_dir={pool}", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.output
+    assert "data.unlabeled_dir holds 83 of the data set's own images" in result.stderr
+    assert "label files" not in result.stderr
+    fixed = train(tmp_path, *raf_args(raf), "pseudo_label.rounds=0", check=False)
+    assert fixed.returncode == 0, fixed.output
+    assert "never trained (no round_0)" in fixed.output
+    assert (tmp_path / "run" / "round_0" / "DONE").is_file()
+
+
+def test_an_unreadable_rounds_csv_is_rewritten_not_a_traceback(tmp_path, caplog):
+    """rounds.csv is a summary of the rounds' files: binary garbage there (read on resume)
+    is rewritten with a warning."""
+    from fer_lightning.run_dir import RunDir
+
+    run = RunDir(tmp_path)
+    run.rounds_csv.write_bytes(bytes(range(256)) * 4)
+    with caplog.at_level(logging.WARNING, logger="fer_lightning"):
+        assert run.read_rounds_csv() == []
+    assert "rounds.csv is unreadable (UnicodeDecodeError): it is rewritten" in caplog.text
+
+
+def test_hydra_flags_may_follow_the_overrides():
+    """``fer-train a=1 b=2 -m`` as users type it: argparse wants the flag first."""
+    from fer_lightning.cli.common import flags_first
+
+    assert flags_first(["seed=1,2", "data=rafdb", "-m"]) == ["-m", "seed=1,2", "data=rafdb"]
+    assert flags_first(["--config-dir", "my_conf", "a=1"]) == ["--config-dir", "my_conf", "a=1"]

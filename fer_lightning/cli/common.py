@@ -8,15 +8,18 @@ import importlib.resources
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.console import quiet_third_party
-from fer_lightning.errors import UserError
+from fer_lightning.errors import ConfigError, UserError
 from fer_lightning.experiment import register_resolvers as register_experiment_resolvers
 from fer_lightning.hardware import register_resolvers
 
@@ -70,13 +73,23 @@ def literal_paths(argv: Sequence[str]) -> list[str]:
     return out
 
 
+# Hydra's flags that take no value: argparse refuses them after the overrides
+# ("unrecognized arguments") unless they come first
+_BARE_FLAGS = ("-m", "--multirun", "--resolve", "-h", "--help", "--hydra-help")
+
+
+def flags_first(argv: Sequence[str]) -> list[str]:
+    """Hydra's value-less flags moved before the overrides: ``fer-train a=1 b=2 -m`` works."""
+    return [a for a in argv if a in _BARE_FLAGS] + [a for a in argv if a not in _BARE_FLAGS]
+
+
 def hydra_entry(app: Callable[[], Any]) -> Callable[[], Any]:
     """A console entry point around a ``@hydra.main`` app: paths on the command line are
     taken literally (:func:`literal_paths`), so every path the tools print pastes back."""
 
     @functools.wraps(app)
     def main() -> Any:
-        sys.argv = [sys.argv[0], *literal_paths(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *literal_paths(flags_first(sys.argv[1:]))]
         return app()
 
     return main
@@ -97,3 +110,50 @@ def user_errors(prog: str) -> Iterator[None]:
             raise
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def check_writable(folder: str | Path, key: str) -> None:
+    """Make ``folder`` (and its parents) and write a probe file there, or raise a ConfigError.
+
+    A read-only folder (permissions or a read-only file system), a file in the way or a
+    full disk then fail in one line naming the setting, before Hydra or a fit trips on it.
+    """
+    path = Path(folder).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+        raise ConfigError(
+            f"{key}={folder}: cannot write there: {err.strerror or err}{where}; "
+            f"choose a folder you can write, e.g. {key}=/tmp/fer_logs"
+        ) from None
+
+
+class WritableDirs(Callback):
+    """Hydra callback: the run (or sweep) folder and ``paths.log_dir`` must be writable.
+
+    Runs before Hydra makes the run folder, so that an unwritable place is one line and
+    exit status 2 (:func:`user_errors`' rule), not Hydra's ``mkdir`` traceback.
+    """
+
+    def _check(self, config: DictConfig, dir_key: str) -> None:
+        prog = f"fer-{Path(sys.argv[0]).stem.removeprefix('fer-')}"
+        checks = [(OmegaConf.select(config, "paths.log_dir", default=None), "paths.log_dir")]
+        checks.append((OmegaConf.select(config, dir_key), dir_key))
+        try:
+            for folder, key in checks:
+                if folder is not None:
+                    check_writable(str(folder), key)
+        except ConfigError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")

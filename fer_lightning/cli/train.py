@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
-from fer_lightning.cli.common import CONFIG_DIR, literal_paths, user_errors
+from fer_lightning.cli.common import CONFIG_DIR, flags_first, literal_paths, user_errors
 from fer_lightning.config import apply_study_role, build, validate_train
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import settings
@@ -121,7 +121,7 @@ def main() -> None:
     except RunDirError as err:
         print(f"fer-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    sys.argv = [sys.argv[0], *literal_paths(argv)]
+    sys.argv = [sys.argv[0], *literal_paths(flags_first(argv))]
     hydra_main()
 
 

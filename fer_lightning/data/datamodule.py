@@ -258,7 +258,10 @@ class FERDataModule(pl.LightningDataModule):
         return self._images
 
     def eval_transform(self):
-        return eval_transform(self.work_size())
+        """Evaluation keeps faces at their own size: the model's resize, not the CPU's, brings
+        them to ``data.image_size``, as in ``fer-predict`` and the ONNX graph (mixed sizes:
+        to ``data.image_size`` on the CPU, the same filter in uint8)."""
+        return eval_transform(self._probe()[1] or self.image_size)
 
     def predict_loader(self, paths: np.ndarray, sampler=None) -> DataLoader:
         """One pass over ``paths``, eval-transformed, yielding ``(images, index)`` only."""

@@ -9,6 +9,7 @@ pool; the pool keeps its true labels so pseudo-label precision can be audited.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -158,18 +159,45 @@ def make_splits(
     def pick(parts: list[np.ndarray]) -> Manifest:
         return train.subset(np.sort(np.concatenate(parts)))  # train is path-sorted
 
-    unlabeled = pick(pool_idx)
-    if extra_unlabeled is not None:
-        unlabeled = unlabeled.concat(extra_unlabeled)
     splits = Splits(
         labeled=pick(labeled_idx),
-        unlabeled=unlabeled,
+        unlabeled=pick(pool_idx),
         val=pick(val_idx),
         test=test.subset(np.argsort(test.paths, kind="stable")),
     )
+    if extra_unlabeled is not None:
+        check_unlabeled_dir(splits, extra_unlabeled)
+        splits = dataclasses.replace(splits, unlabeled=splits.unlabeled.concat(extra_unlabeled))
     check_disjoint(splits)
     check_copies(splits)
     return splits
+
+
+def _listed(paths: list[str], limit: int = 3) -> str:
+    """The first ``limit`` entries, then how many more."""
+    more = f", ... ({len(paths) - limit} more)" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def check_unlabeled_dir(splits: Splits, extra: Manifest) -> None:
+    """A ``data.unlabeled_dir`` holding the data set's own images (by real path) is refused
+    as such: the fix is another folder, not an edit of the label files."""
+    owner = {
+        os.path.realpath(path): name
+        for name in SPLIT_NAMES
+        for path in getattr(splits, name).paths.tolist()
+    }
+    own = [
+        f"{path} (a {owner[real]} image)"
+        for path in extra.paths.tolist()
+        if (real := os.path.realpath(path)) in owner
+    ]
+    if own:
+        raise DataError(
+            f"data.unlabeled_dir holds {len(own)} of the data set's own images, which would "
+            f"be pseudo-labeled as if unseen: {_listed(own)}. Point data.unlabeled_dir at a "
+            "folder of other faces (not the data set's train or image folder), or leave it unset"
+        )
 
 
 def check_disjoint(splits: Splits) -> None:

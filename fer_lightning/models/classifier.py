@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -27,6 +26,7 @@ from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.models.backbones import backbone_mean_std, create_backbone
 from fer_lightning.models.losses import soft_cross_entropy
 from fer_lightning.plots import confusion_matrix_figure
+from fer_lightning.resize import resize
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,6 @@ def warmup_cosine(
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return LambdaLR(optimizer, factor)
-
-
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images to ``size`` x ``size``: bilinear, antialiased (acting only when shrinking)."""
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
 
 
 def _metrics(prefix: str) -> MetricCollection:
@@ -172,8 +167,9 @@ class FERClassifier(pl.LightningModule):
 
         Runs batched wherever the model runs, so loaders move bytes, not floats: the
         layout change comes first, while the tensor is still one byte per value, then the
-        resize to ``image_size`` (bilinear; antialiased when it shrinks), so the CPU
-        pipelines can work at the faces' own resolution.
+        resize to ``image_size`` (:func:`fer_lightning.resize.resize`, the one resize of
+        every path and of the ONNX graph), so the CPU pipelines can work at the faces' own
+        resolution.
         """
         x = x.contiguous(memory_format=self.memory_format).float()
         size = self.hparams.image_size

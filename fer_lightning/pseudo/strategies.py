@@ -286,6 +286,12 @@ class TopK(Strategy):
                 _check_count(name, getattr(self, name))
         if self.fraction is not None:
             _check_unit("fraction", self.fraction)
+        size = sizes[0]
+        if getattr(self, size) == 0:  # refused before a teacher trains, not blamed on it
+            raise ValueError(
+                f"{size}=0 selects no pseudo labels, so every student would train on the "
+                f"labeled set alone; give {size} > 0, or pseudo_label.rounds=0 for the teacher only"
+            )
         _check_unit("min_confidence", self.min_confidence)
         if self.target is not None:
             _check_choice("target", self.target, TARGETS)

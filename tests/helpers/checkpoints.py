@@ -32,4 +32,12 @@ def make_checkpoint(path: Path) -> Path:
     """A tiny FERClassifier (32 px MobileNet V1) checkpoint."""
     targets = torch.eye(len(EMOTIONS))[torch.arange(4) % len(EMOTIONS)]
     batch = (torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), targets, torch.ones(4))
-    return fit_and_save(FERClassifier(backbone="mobilenetv1_100", image_size=32), path, batch)
+    module = FERClassifier(backbone="mobilenetv1_100", image_size=32)
+    # outputs that depend on the input, so that comparisons of two pipelines (ONNX,
+    # fer-predict, resizes) can tell them apart: a random head (the real one starts at
+    # zero) on features normalised by the batch's own statistics (BN's cumulative mean)
+    torch.nn.init.normal_(module.net.get_classifier().weight, std=0.02)
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.momentum = None
+    return fit_and_save(module, path, batch)
