@@ -6,7 +6,7 @@ rotated up to 25 degrees, pasted anywhere into cluttered 640x480 scenes, saved a
   bare         facenet-pytorch's MTCNN on the photos pre-loaded as uint8 tensors, then the
                model on the aligned faces pre-loaded as tensors: no decoding, alignment,
                resizing, rows or CSV;
-  fer-predict  ``predict_files`` + ``write_predictions`` on the files, detector and template
+  fer-predict  ``predict_configured`` + ``write_predictions`` on the files, detector and template
                built from conf/predict.yaml as ``fer-predict`` builds them.
 Both run with the same batch sizes and device; each first runs untimed on a few photos;
 they alternate ``--repeats`` times and the ratio is the median of the per-repeat ratios.
@@ -31,14 +31,14 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from fer_lightning.cli.common import CONFIG_DIR
-from fer_lightning.cli.predict import face_pipeline
+from fer_lightning.cli.predict import face_pipeline, predict_configured
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.photos import PastedFace, render_photo
 from fer_lightning.data.transforms import eval_transform
 from fer_lightning.faces.align import align_face
 from fer_lightning.faces.detect import Face
 from fer_lightning.hardware import resolve_device
-from fer_lightning.inference import predict_files, write_predictions
+from fer_lightning.inference import write_predictions
 
 from harness import alternate, compose_run, median, parser, ratio, synchronize, table, workdir
 
@@ -147,16 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
         def framework(paths=paths) -> float:
             start = time.perf_counter()
-            rows = predict_files(
-                model,
-                paths,
-                batch_size=cfg.batch_size,
-                device=device,
-                num_workers=cfg.num_workers,
-                detector=detector,
-                template=template,
-                face_margin=cfg.face_margin,
-            )
+            rows = predict_configured(model, paths, cfg, device, detector, template)
             write_predictions(rows, cfg.output, faces=True)
             return len(paths) / (time.perf_counter() - start)
 

@@ -32,16 +32,9 @@ def face_pipeline(cfg: DictConfig) -> tuple[FaceDetector | None, FaceTemplate | 
     return detector, template
 
 
-def predict(cfg: DictConfig) -> list[dict]:
-    """Load the checkpoint, predict every input, write the CSV and print a summary."""
-    inputs = cfg.inputs
-    paths = collect_inputs(OmegaConf.to_object(inputs) if OmegaConf.is_config(inputs) else inputs)
-    output = check_output(cfg.output, paths)
-    model = load_classifier(cfg.ckpt_path)
-    device = resolve_device(cfg.device)
-    detector, template = face_pipeline(cfg)
-    start = time.perf_counter()
-    rows = predict_files(
+def predict_configured(model, paths: list, cfg: DictConfig, device, detector, template) -> list:
+    """:func:`predict_files` with fer-predict's settings (also what its benchmark times)."""
+    return predict_files(
         model,
         paths,
         batch_size=cfg.batch_size,
@@ -51,6 +44,18 @@ def predict(cfg: DictConfig) -> list[dict]:
         template=template,
         face_margin=cfg.face_margin,
     )
+
+
+def predict(cfg: DictConfig) -> list[dict]:
+    """Load the checkpoint, predict every input, write the CSV and print a summary."""
+    inputs = cfg.inputs
+    paths = collect_inputs(OmegaConf.to_object(inputs) if OmegaConf.is_config(inputs) else inputs)
+    output = check_output(cfg.output, paths)
+    model = load_classifier(cfg.ckpt_path)
+    device = resolve_device(cfg.device)
+    detector, template = face_pipeline(cfg)
+    start = time.perf_counter()
+    rows = predict_configured(model, paths, cfg, device, detector, template)
     seconds = time.perf_counter() - start
     check_readable(rows)
     output = write_predictions(rows, output, faces=detector is not None)
