@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,7 +33,14 @@ def face_pipeline(cfg: DictConfig) -> tuple[FaceDetector | None, FaceTemplate | 
     return detector, template
 
 
-def predict_configured(model, paths: list, cfg: DictConfig, device, detector, template) -> list:
+def predict_configured(
+    model: torch.nn.Module,
+    paths: list[str],
+    cfg: DictConfig,
+    device: torch.device,
+    detector: FaceDetector | None,
+    template: FaceTemplate | None,
+) -> list[dict]:
     """:func:`predict_files` with fer-predict's settings (also what its benchmark times)."""
     return predict_files(
         model,
