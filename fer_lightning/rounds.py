@@ -12,13 +12,12 @@ import logging
 import math
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
 from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
-from fer_lightning.config import PseudoLabelConfig
+from fer_lightning.config import PseudoLabelConfig, build
 from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import model_seed
 from fer_lightning.experiment import group_key, settings
@@ -87,11 +86,11 @@ class Rounds:
         """Round k's fresh model, its random parts seeded by (seed, round) alone."""
         pl.seed_everything(model_seed(int(self.cfg.seed), k), workers=True, verbose=False)
         if k == 0:
-            return instantiate(self.cfg.model)
+            return build(self.cfg.model)
         overrides = {}
         if self.pseudo.student_drop_rate is not None:
             overrides["drop_rate"] = self.pseudo.student_drop_rate
-        model = instantiate(self.cfg.model, **overrides)
+        model = build(self.cfg.model, **overrides)
         if self.pseudo.student_init == "teacher":
             load_weights(model, self.run.best_checkpoint(k - 1))
             log.info(

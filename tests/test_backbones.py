@@ -12,7 +12,7 @@ import torch
 
 from fer_lightning.data.synthetic_faces import render_face
 from fer_lightning.errors import ConfigError
-from fer_lightning.models.backbones import backbone_mean_std, create_backbone
+from fer_lightning.models.backbones import backbone_mean_std, check_weights, create_backbone
 from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.models.imagenet import OfflineWeights, imagenet_state_dict, offline_weights
 from fer_lightning.models.losses import soft_cross_entropy
@@ -35,7 +35,9 @@ def test_local_state_dict_loads_backbone_and_drops_head(tmp_path, caplog):
     backbone_keys = [k for k in own if not k.startswith("classifier.")]
     assert all(torch.equal(own[k], state[k]) for k in backbone_keys)
     assert own["classifier.weight"].shape == (7, source.num_features)
-    assert "head dropped: 2 keys" in caplog.text
+    n = len(backbone_keys)
+    fit = f"{n} of {n} backbone tensors fit {NAME} (left out: the head, 2 keys; 0 of"
+    assert fit in caplog.text
 
 
 def test_wrapped_checkpoint_with_prefix_loads(tmp_path):
@@ -48,12 +50,21 @@ def test_wrapped_checkpoint_with_prefix_loads(tmp_path):
     assert torch.equal(model.state_dict()[key], source.state_dict()[key])
 
 
-def test_weights_of_another_model_fail_clearly(tmp_path):
-    other = timm.create_model("resnet10t", pretrained=False, num_classes=10)
-    path = tmp_path / "resnet.pth"
-    torch.save(other.state_dict(), path)
-    with pytest.raises(ValueError, match="backbone tensors match mobilenetv1_100; is it another"):
-        create_backbone(NAME, num_classes=7, weights=str(path))
+@pytest.mark.parametrize(
+    ("other", "backbone", "why"),
+    [
+        ("resnet10t", NAME, r"\(0 of another shape, \d+ unknown to it\)"),
+        ("mobilenetv2_140", "mobilenetv2_100", r"\(\d+ of another shape, 0 unknown to it\)"),
+    ],
+)
+def test_weights_of_another_model_fail_clearly_before_the_run(tmp_path, other, backbone, why):
+    path = tmp_path / f"{other}.pth"
+    torch.save(timm.create_model(other, pretrained=False, num_classes=10).state_dict(), path)
+    fit = rf"backbone tensors fit {backbone} {why}: is it another model's file"
+    with pytest.raises(ConfigError, match=fit):
+        check_weights(backbone, str(path))  # what fer-train checks before anything is written
+    with pytest.raises(ConfigError, match=fit):
+        create_backbone(backbone, num_classes=7, weights=str(path))
 
 
 def test_missing_weights_file_names_it(tmp_path):

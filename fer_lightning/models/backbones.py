@@ -51,7 +51,8 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def check_weights(backbone: str, weights: str | None) -> None:
-    """Fail now, naming ``model.weights``, if the weights cannot be had or are not weights."""
+    """Fail now, naming ``model.weights``, if the weights cannot be had, are not weights, or
+    are another architecture's (before the run directory is claimed, not in round 0)."""
     if not weights:
         return
     if str(weights) == IMAGENET:
@@ -60,11 +61,51 @@ def check_weights(backbone: str, weights: str | None) -> None:
     path = Path(weights)
     if not path.is_file():
         raise ConfigError(f"model.weights={path}: file not found")
-    _state_dict_from_file(path)
+    state = _state_dict_from_file(path)
+    _matched(timm.create_model(backbone, pretrained=False, num_classes=7), state, str(path))
+
+
+def _matched(model: nn.Module, state: dict, origin: str) -> dict:
+    """The tensors of ``state`` that fit ``model``'s backbone; refuses another model's file.
+
+    The head (the source's classes) is left out by design; a tensor whose shape differs is
+    left out too, and both are counted apart in the log, so the counts add up.
+    """
+    head = model.pretrained_cfg.get("classifier", "classifier")
+    own = model.state_dict()
+    head_keys = {k for k in state if k.startswith(f"{head}.")}
+    mismatched = {
+        k for k in state if k in own and k not in head_keys and own[k].shape != state[k].shape
+    }
+    unexpected = {k for k in state if k not in own and k not in head_keys}
+    fitting = {k: v for k, v in state.items() if k not in head_keys | mismatched | unexpected}
+    backbone_keys = [k for k in own if not k.startswith(f"{head}.")]
+    missing = [k for k in backbone_keys if k not in fitting]
+    log.info(
+        "weights %s: %d of %d backbone tensors fit %s (left out: the head, %d keys; "
+        "%d of another shape; %d unknown to the model)",
+        origin,
+        len(fitting),
+        len(backbone_keys),
+        model.pretrained_cfg.get("architecture"),
+        len(head_keys),
+        len(mismatched),
+        len(unexpected),
+    )
+    if len(missing) > len(backbone_keys) // 2:
+        raise ConfigError(
+            f"model.weights={origin}: only {len(fitting)} of {len(backbone_keys)} backbone "
+            f"tensors fit {model.pretrained_cfg.get('architecture')} ({len(mismatched)} of "
+            f"another shape, {len(unexpected)} unknown to it): is it another model's file? "
+            "Pick the model.backbone it was trained as"
+        )
+    if missing:
+        log.warning("weights %s lack %d backbone keys, e.g. %s", origin, len(missing), missing[:5])
+    return fitting
 
 
 def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
-    """Load backbone weights, dropping the classifier head; log what did not match.
+    """Load backbone weights, leaving the classifier head out; log what did not fit.
 
     ``weights`` is ``imagenet`` (the offline file of :mod:`fer_lightning.models.imagenet`)
     or the path of a timm/torch state dict or checkpoint.
@@ -77,40 +118,7 @@ def load_backbone_weights(model: nn.Module, weights: str | Path) -> None:
         if not path.is_file():
             raise ConfigError(f"model.weights={path}: file not found")
         state, origin = _state_dict_from_file(path), str(path)
-    head = model.pretrained_cfg.get("classifier", "classifier")
-    own = model.state_dict()
-    dropped = {
-        k
-        for k, v in state.items()
-        if k.startswith(f"{head}.") or (k in own and own[k].shape != v.shape)
-    }
-    state = {k: v for k, v in state.items() if k not in dropped}
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(f"{head}.")]
-    log.info(
-        "loaded %d tensors from %s (head dropped: %d keys; missing: %d; unexpected: %d)",
-        len(state),
-        origin,
-        len(dropped),
-        len(missing),
-        len(result.unexpected_keys),
-    )
-    if missing:
-        log.warning("weights %s lack %d backbone keys, e.g. %s", origin, len(missing), missing[:5])
-    if result.unexpected_keys:
-        log.warning(
-            "weights %s have %d keys the model does not, e.g. %s",
-            origin,
-            len(result.unexpected_keys),
-            result.unexpected_keys[:5],
-        )
-    backbone_keys = [k for k in own if not k.startswith(f"{head}.")]
-    if len(missing) > len(backbone_keys) // 2:
-        raise ConfigError(
-            f"model.weights={weights}: only {len(backbone_keys) - len(missing)} of "
-            f"{len(backbone_keys)} backbone tensors match "
-            f"{model.pretrained_cfg.get('architecture')}; is it another model's file?"
-        )
+    model.load_state_dict(_matched(model, state, origin), strict=False)
 
 
 def reset_head(model: nn.Module) -> None:
