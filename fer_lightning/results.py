@@ -15,8 +15,18 @@ def pct(value: float | None) -> str:
     return f"{100 * value:.1f}"
 
 
+ABSENT = "—"  # an emotion without a face in the evaluated split: its F1 is undefined
+
+
+def absent_emotions(metrics: Mapping[str, float], stage: str = "test") -> list[str]:
+    """Emotions with no face in the split (``{stage}/support_<e>`` is 0; older runs: none)."""
+    return [e for e in EMOTIONS if metrics.get(f"{stage}/support_{e}", 1) == 0]
+
+
 def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
-    """Accuracy, macro-F1 and per-emotion F1/precision/recall (in %) as a markdown table."""
+    """Accuracy, macro-F1 and per-emotion F1/precision/recall (in %) as a markdown table;
+    an emotion absent from the split shows "—" and is named under the table."""
+    absent = absent_emotions(metrics, stage)
     lines = [
         f"| {stage} | acc | macro-F1 |",
         "|---|---:|---:|",
@@ -27,8 +37,18 @@ def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
     ]
     for e in EMOTIONS:
         cells = [pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        lines.append(f"| {e} | " + " | ".join([ABSENT] * 3 if e in absent else cells) + " |")
+    if absent:
+        lines.append(
+            f"\n{ABSENT}: no {stage} face of {', '.join(absent)}, so no F1; macro-F1 averages "
+            "the emotions the split holds (and any the model predicted)"
+        )
     return "\n".join(lines)
+
+
+def _f1_cell(value: float | None) -> str:
+    """A rounds-table F1: NaN is an emotion absent from the test split (see round_row)."""
+    return ABSENT if isinstance(value, float) and math.isnan(value) else pct(value)
 
 
 def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:
@@ -40,7 +60,7 @@ def rounds_table(rows: Sequence[Mapping[str, float]]) -> str:
             str(r["round"]),
             pct(r["test_macro_f1"]),
             pct(r["test_acc"]),
-            *(pct(r[f"test_f1_{e}"]) for e in EMOTIONS),
+            *(_f1_cell(r[f"test_f1_{e}"]) for e in EMOTIONS),
             str(r["pseudo_added"]),
             pct(r["pseudo_precision"]),
         ]

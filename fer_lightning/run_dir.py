@@ -166,7 +166,14 @@ class RunDir:
             "test_acc": float(metrics["test/acc"]),
             "steps": number(metrics.get("steps")),  # optimizer steps of the round's fit
         }
-        row.update({f"test_f1_{e}": float(metrics[f"test/f1_{e}"]) for e in EMOTIONS})
+        row.update(  # NaN: no test face of that emotion, so no F1 (not 0)
+            {
+                f"test_f1_{e}": math.nan
+                if metrics.get(f"test/support_{e}", 1) == 0
+                else float(metrics[f"test/f1_{e}"])
+                for e in EMOTIONS
+            }
+        )
         audit = self.read_audit(k)
         row["pseudo_added"] = int(audit.get("added", 0))
         row["pseudo_precision"] = number(audit.get("precision_overall"))

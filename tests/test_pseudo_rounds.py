@@ -16,6 +16,7 @@ from fer_lightning.data.transforms import eval_transform
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.models.classifier import FERClassifier
 from tests.helpers.cli import FAST, fer, raf_args, run, tensorboard_tags, train
+from tests.helpers.layouts import RAF_TEST
 
 
 @pytest.fixture
@@ -32,6 +33,9 @@ def test_rounds_write_manifests_audit_and_table(two_rounds):
     run_dir, proc = two_rounds
     for k in (0, 1, 2):
         assert (run_dir / f"round_{k}" / "DONE").is_file()
+        metrics = json.loads((run_dir / f"round_{k}" / "metrics.json").read_text())
+        support = [metrics[f"test/support_{e}"] for e in EMOTIONS]  # faces per emotion
+        assert support == list(RAF_TEST)
     for k in (1, 2):
         rows = _read_csv(run_dir / "pseudo_labels" / f"round_{k}.csv")
         assert rows, f"round {k} selected nothing"

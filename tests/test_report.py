@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import statistics
 from pathlib import Path
 
 import pytest
 
 from fer_lightning.cli.report import main
+from fer_lightning.emotions import EMOTIONS
 from fer_lightning.report import RunSummary, threshold_plot
+from fer_lightning.results import metrics_table, rounds_table
 from fer_lightning.run_dir import RunDir
 from tests.helpers.runs import SWEEP, make_run, make_sweep
 
@@ -198,3 +202,19 @@ def test_best_run_is_the_highest_validation_of_every_finished_run(
         "best run by validation macro-F1: seed=2 (round 0, val 80.0; rule: the highest final "
         "validation macro-F1 of the finished runs; a tie goes to the first in the table)"
     ) in printed
+
+
+def test_an_emotion_absent_from_the_test_split_shows_a_dash_not_zero(tmp_path):
+    run_dir = make_run(tmp_path / "run", test_f1=(0.6, 0.7))
+    for k in (0, 1):
+        path = run_dir / f"round_{k}" / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics |= {f"test/support_{e}": 0 if e == "fear" else 3 for e in EMOTIONS}
+        path.write_text(json.dumps(metrics))
+    table = metrics_table(metrics)
+    assert "| fear | — | — | — |" in table and "no test face of fear, so no F1" in table
+    assert table.count("| — | — | — |") == 1  # the others as they are
+    rows = [RunDir(run_dir).round_row(k) for k in (0, 1)]
+    assert math.isnan(rows[1]["test_f1_fear"])
+    fear_cells = [line.split(" | ")[4] for line in rounds_table(rows).splitlines()[2:]]
+    assert fear_cells == ["—", "—"]

@@ -219,7 +219,11 @@ class FERClassifier(pl.LightningModule):
         for name in per_class:
             for emotion, value in zip(EMOTIONS, values[f"{stage}/{name}"], strict=True):
                 self.log(f"{stage}/{name}_{emotion}", value)
-        return values[f"{stage}/confusion_matrix"]
+        cm = values[f"{stage}/confusion_matrix"]
+        if stage == "test":  # an emotion with no test face has no F1: the tables say so
+            for emotion, count in zip(EMOTIONS, cm.sum(dim=1), strict=True):
+                self.log(f"{stage}/support_{emotion}", count.float())
+        return cm
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch(self.val_metrics, "val")
