@@ -22,15 +22,15 @@ TEST = [2, 1, 1, 3, 2, 1, 2]
 
 
 @pytest.fixture
+def raf(tmp_path):
+    return make_rafdb(tmp_path / "raf", TRAIN, TEST)
+
+
 def pseudo_set(paths: np.ndarray, targets: np.ndarray, weights=None) -> PseudoSet:
     """A pseudo set as a manifest holds one: hard labels and confidences from the targets."""
     n = len(paths)
     weights = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
     return PseudoSet(np.asarray(paths), targets.argmax(1), targets, weights, targets.max(1))
-
-
-def raf(tmp_path):
-    return make_rafdb(tmp_path / "raf", TRAIN, TEST)
 
 
 def _dm(root, tmp_path, **kw) -> FERDataModule:
@@ -165,10 +165,10 @@ def test_evaluation_feeds_the_model_the_pixels_fer_predict_and_onnx_feed_it(raf,
     dm = _dm(raf, tmp_path, image_size=12)
     dm.setup("fit")
     val, _ = next(iter(dm.val_dataloader()))[:2]
-    pool, index = next(iter(dm.predict_loader(dm.unlabeled_paths())))
+    pool, index = next(iter(dm.predict_loader(dm.pool().paths)))
     assert tuple(val.shape[1:]) == tuple(pool.shape[1:]) == (3, 16, 16)
     model = FERClassifier(backbone="mobilenetv1_100", image_size=12)
-    paths = dm.unlabeled_paths()[index.numpy()]
+    paths = dm.pool().paths[index.numpy()]
     predict = torch.stack([resize_image(read_rgb(str(p)), 12) for p in paths])
     torch.testing.assert_close(model.normalize(pool), model.normalize(predict))
 
