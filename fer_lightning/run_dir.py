@@ -239,6 +239,7 @@ class RunDir:
         settings: Mapping[str, Any],
         hydra_files: Mapping[str, str] | None = None,
         resumed: bool = False,
+        splits_dir: Path | None = None,
     ) -> Iterator[None]:
         """Own the directory for one run: the lock, then the experiment record.
 
@@ -246,11 +247,12 @@ class RunDir:
         a directory recorded with other settings is refused before anything is written,
         naming the keys that differ. ``hydra_files`` (``.hydra/<name>`` -> text) are
         written once the directory is ours, so they always describe its experiment.
+        ``splits_dir`` (the DataModule's) is where a never-trained run's split lies.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock():
             if not resumed:
-                self._forget_untrained(settings)
+                self._forget_untrained(settings, splits_dir)
             self.check_record(settings, resumed)
             if not self.record.is_file():
                 write_json(self.record, {"settings": _json_round_trip(settings)})
@@ -258,9 +260,10 @@ class RunDir:
                 atomic_write_text(self.hydra / name, text)
             yield
 
-    def _forget_untrained(self, settings: Mapping[str, Any]) -> None:
+    def _forget_untrained(self, settings: Mapping[str, Any], splits_dir: Path | None) -> None:
         """A run stopped before training (a data error, say) computed nothing: rerunning with
-        the fix the message suggests may redo it, so its record and splits are dropped."""
+        the fix the message suggests may redo it, so its record and its own split (one
+        inside the directory; a split kept elsewhere may serve other runs) are dropped."""
         if not self.record.is_file() or self.round(0).exists():
             return
         recorded = json.loads(self.record.read_text())["settings"]
@@ -271,7 +274,10 @@ class RunDir:
             self.root,
         )
         self.record.unlink()
-        shutil.rmtree(self.splits, ignore_errors=True)
+        if splits_dir is not None and Path(splits_dir).resolve().is_relative_to(
+            self.root.resolve()
+        ):
+            shutil.rmtree(splits_dir, ignore_errors=True)
 
     def check_record(self, settings: Mapping[str, Any], resumed: bool = False) -> None:
         """Refuse a directory whose recorded experiment differs from ``settings``

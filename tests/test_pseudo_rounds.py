@@ -143,7 +143,9 @@ def test_ddp_two_processes_predict_each_pool_image_once(tmp_path, raf):
         probs = teacher.predict_probs(x, flip=True).numpy()
     by_path = dict(zip(pool.paths.tolist(), probs, strict=True))
     for r in rows:
-        assert int(r["label"]) == int(by_path[r["path"]].argmax())
+        p = np.sort(by_path[r["path"]])
+        if p[-1] - p[-2] > 1e-4:  # a one-epoch teacher is near uniform: ties are float noise
+            assert int(r["label"]) == int(by_path[r["path"]].argmax())
         assert abs(float(r["confidence"]) - by_path[r["path"]].max()) < 1e-4
     logs = [(run_dir / "train.log").read_text(), (run_dir / "train_ddp_process_1.log").read_text()]
     for rank, text in enumerate(logs):

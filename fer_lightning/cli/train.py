@@ -57,7 +57,9 @@ def train(cfg: DictConfig) -> list[dict]:
     # DDP ranks > 0 are started by rank 0 inside its run: the directory is already owned
     resumed = _resumed_from is not None and Path(_resumed_from) == run.root.resolve()
     owned = (
-        run.claim(settings(cfg), _hydra_files(cfg), resumed) if rank_zero_only.rank == 0 else None
+        run.claim(settings(cfg), _hydra_files(cfg), resumed, datamodule.splits_dir)
+        if rank_zero_only.rank == 0
+        else None
     )
     with owned or contextlib.nullcontext():
         pl.seed_everything(cfg.seed, workers=True)
