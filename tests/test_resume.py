@@ -54,7 +54,7 @@ def test_kill_at_every_boundary_then_resume_matches_an_uninterrupted_run(tmp_pat
         "pseudo_label.strategy.k=3",
         "pseudo_label.strategy.min_confidence=0.0",
         "pseudo_label.rounds=1",
-        "trainer.max_epochs=3",  # the fit kills land at epoch 2's start: one epoch left
+        "trainer.max_epochs=2",  # the fit kills land at epoch 1's start: one epoch left
         "trainer.deterministic=true",
     ]
     train(tmp_path / "ref", *opts)
@@ -279,7 +279,7 @@ def test_relaunched_sweep_skips_finished_jobs(sweep):
 
 
 def test_two_concurrent_jobs_share_one_teacher(tmp_path, raf):
-    opts = [*raf_args(raf), "pseudo_label=topk", "pseudo_label.strategy.k=2"]
+    opts = [*raf_args(raf), "pseudo_label=none"]  # the teacher is what they share
     procs = [
         subprocess.Popen(
             command("train", train_args(tmp_path, *opts, f"hydra.run.dir={tmp_path / name}")),
@@ -293,7 +293,7 @@ def test_two_concurrent_jobs_share_one_teacher(tmp_path, raf):
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), logs
-    assert sorted(fitted_rounds(tmp_path / n) for n in ("a", "b")) == [[0, 1], [1]]
+    assert sorted(fitted_rounds(tmp_path / n) for n in ("a", "b")) == [[], [0]]
     assert sum("teacher cache hit" in log for log in logs) == 1
 
 

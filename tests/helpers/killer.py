@@ -16,7 +16,7 @@ from fer_lightning.pseudo.step import PseudoLabelStep
 from fer_lightning.training import SeedEachEpoch
 
 BOUNDARIES = ("teacher_fit", "after_manifest", "after_done", "student_fit")
-KILL_EPOCH = 2  # inside a fit: when this epoch starts (earlier epochs are checkpointed)
+KILL_EPOCH = 1  # inside a fit: when this epoch starts (epoch 0 is checkpointed)
 
 
 def die() -> None:
