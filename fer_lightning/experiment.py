@@ -34,6 +34,7 @@ BOOKKEEPING_KEYS = (
     "data.persistent_workers",
     "data.splits_dir",
     "data.source.workers",  # processes generating the synthetic set: same bytes for any number
+    "data.source.cache_dir",  # where a source decodes its files once (FER2013's PNGs)
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",

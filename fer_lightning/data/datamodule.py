@@ -199,7 +199,9 @@ class FERDataModule(pl.LightningDataModule):
         processes = trainer.num_devices if trainer is not None else 1
         return auto_workers(on_gpu, processes)
 
-    def loader(self, dataset, sampler=None, persistent: bool = True, generator=None) -> DataLoader:
+    def loader(
+        self, dataset, sampler=None, persistent: bool = True, generator=None, drop_last=False
+    ) -> DataLoader:
         """A DataLoader with this module's batch size, workers and memory settings.
 
         ``persistent=False`` for one-pass loaders (prediction), whose workers would
@@ -214,6 +216,7 @@ class FERDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=persistent and self.persistent_workers and workers > 0,
+            drop_last=drop_last,
         )
 
     # -- image size on the CPU: augment at the faces' own size, resize on the device ---
@@ -315,7 +318,11 @@ class FERDataModule(pl.LightningDataModule):
             )
         self._train_sampler = EpochSeeds(order, seed)
         workers_seed = torch.Generator().manual_seed(seed)
-        return self.loader(dataset, sampler=self._train_sampler, generator=workers_seed)
+        # a last batch of one face cannot train batch norm (it fails): that face waits a turn
+        single = len(dataset) % self.batch_size == 1 and len(dataset) > 1
+        return self.loader(
+            dataset, sampler=self._train_sampler, generator=workers_seed, drop_last=single
+        )
 
     def _draw_weights(self, dataset: TrainingDataset) -> torch.Tensor | None:
         """Per-image draw weights: class-balanced and/or a labeled share; None: each once."""

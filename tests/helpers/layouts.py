@@ -106,3 +106,18 @@ def make_unlabeled_folder(root: Path, n: int) -> Path:
     for i in range(n):
         write_image(root / f"batch_{i % 2}" / f"face_{i:03d}.jpg", seed=i)
     return root
+
+
+def make_fer2013_csv(path: Path, per_usage: dict[str, Sequence[int]]) -> Path:
+    """``fer2013.csv`` as Kaggle ships it: ``emotion,pixels,Usage``, counts per FER2013 label
+    (0 angry .. 6 neutral) for each Usage; every face a distinct 48x48 grey pattern."""
+    rng = np.random.default_rng(2013)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        for usage, counts in per_usage.items():
+            for label in _items(counts):
+                pixels = rng.integers(0, 256, 48 * 48)
+                writer.writerow([label, " ".join(map(str, pixels)), usage])
+    return path
