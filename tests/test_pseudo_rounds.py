@@ -52,16 +52,17 @@ def test_rounds_write_manifests_audit_and_table(two_rounds):
         assert audit["added"] == len(rows) and len(audit["precision"]) == 7
         labeled = [int(r["label"]) for r in _read_csv(run_dir / "splits" / "labeled.csv")]
         assert audit["labeled_count"] == np.bincount(labeled, minlength=7).tolist()
-        after = np.asarray(audit["labeled_count"]) + counts  # no_skew is on by default
+        after = np.asarray(audit["labeled_count"]) + counts  # this run turns no_skew off
         assert audit["largest_share_after"] == pytest.approx(after.max() / after.sum())
-        assert audit["largest_share_after"] <= audit["largest_share_labeled"]
-        assert not audit["skewed"]
+        grew = audit["largest_share_after"] > audit["largest_share_labeled"] + 1e-9
+        assert audit["skewed"] == grew
     table = _read_csv(run_dir / "rounds.csv")
     assert [int(r["round"]) for r in table] == [0, 1, 2]
     assert int(table[0]["pseudo_added"]) == 0 and int(table[1]["pseudo_added"]) > 0
     for r in table:  # one epoch at batch 16 (tests/helpers/cli.py FAST): the steps each fit took
         images = int(r["labeled"]) + int(r["pseudo_added"])
-        assert int(float(r["steps"])) == -(-images // 16)
+        single = images % 16 == 1  # a last batch of one face is dropped (batch norm)
+        assert int(float(r["steps"])) == (images // 16 if single else -(-images // 16))
     assert "| round | macro-F1 | acc | surprise |" in proc.stdout
 
 
