@@ -94,7 +94,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> Sweep:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A FERClassifier checkpoint (32 px MobileNet V1) after one optimiser step."""
+    """A FERClassifier checkpoint (32 px, timm's test_efficientnet) after one optimiser step."""
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 

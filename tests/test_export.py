@@ -19,6 +19,7 @@ from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
 from fer_lightning.export import INPUT_NAME, OUTPUT_NAME
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.resize import resize_image
+from tests.helpers.checkpoints import TINY_BACKBONE
 from tests.helpers.cli import fer
 
 
@@ -56,7 +57,7 @@ def test_onnx_metadata_describes_the_input_and_labels(exported):
     assert meta["image_size"] == "32"
     assert meta["input"].startswith("uint8 NCHW RGB")
     assert meta["output"].startswith("softmax probabilities")
-    assert meta["tta_flip"] == "false" and meta["backbone"] == "mobilenetv1_100"
+    assert meta["tta_flip"] == "false" and meta["backbone"] == TINY_BACKBONE
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert not dims[0].HasField("dim_value")  # dynamic batch axis
     assert dims[1].dim_value == 3  # RGB; height and width are free: the graph resizes
