@@ -33,7 +33,6 @@ from fer_lightning.groups import (
 )
 from fer_lightning.io import atomic_path, write_csv
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
-from fer_lightning.pseudo.strategies import strategy_name
 from fer_lightning.results import pct
 from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
@@ -161,7 +160,8 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
             strategy = pseudo.get("strategy") or {}
-            run.strategy = strategy_name(strategy)
+            target = strategy.get("_target_")  # the class's own name: TopK, Crest, yours
+            run.strategy = None if target is None else str(target).rsplit(".", 1)[-1]
             threshold = strategy.get("threshold")
             run.threshold = None if threshold is None else float(threshold)
     except Exception as err:  # unparsable YAML or odd values: report it, keep going

@@ -31,6 +31,7 @@ from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import differences
 from fer_lightning.io import atomic_write_text, number, write_json
+from fer_lightning.results import absent_emotions
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +167,10 @@ class RunDir:
             "test_acc": float(metrics["test/acc"]),
             "steps": number(metrics.get("steps")),  # optimizer steps of the round's fit
         }
-        row.update(  # NaN: no test face of that emotion, so no F1 (not 0)
+        absent = absent_emotions(metrics)  # NaN: no test face of that emotion, so no F1 (not 0)
+        row.update(
             {
-                f"test_f1_{e}": math.nan
-                if metrics.get(f"test/support_{e}", 1) == 0
-                else float(metrics[f"test/f1_{e}"])
+                f"test_f1_{e}": math.nan if e in absent else float(metrics[f"test/f1_{e}"])
                 for e in EMOTIONS
             }
         )

@@ -131,7 +131,7 @@ class PseudoLabelStep:
         """Select from the probabilities; write the manifest and its audit atomically."""
         selection = self.config.selection
         splits = datamodule.splits
-        pool = splits.pool(probs["include_test"])
+        pool = datamodule.pool(probs["include_test"])
         paths, truth = pool.paths, pool.labels  # the labels: hidden, for the audit only
         runtime = {}
         if selection.needs_validation:

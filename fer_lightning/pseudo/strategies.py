@@ -108,16 +108,6 @@ def build_strategy(node: Strategy | Mapping, key: str = "pseudo_label.strategy")
         raise ValueError(f"{key}: {cls.__name__}: {err.__cause__ or err}") from None
 
 
-def strategy_name(node: Strategy | Mapping | None) -> str | None:
-    """The name reports show for a strategy: its class's name (``TopK``, ``Crest``, ...)."""
-    if node is None:
-        return None
-    if isinstance(node, Strategy):
-        return type(node).__name__
-    target = node.get("_target_") if isinstance(node, Mapping) else None
-    return None if target is None else str(target).rsplit(".", 1)[-1]
-
-
 def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
