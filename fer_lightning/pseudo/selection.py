@@ -36,11 +36,11 @@ from fer_lightning.pseudo.strategies import (
     Inputs,
     Strategy,
     Threshold,
-    _check_choice,
-    _check_count,
-    _correct_and_known,
-    _number_in,
+    check_choice,
+    check_count,
+    correct_and_known,
     keep_top_per_class,
+    number_in,
 )
 
 WEIGHTINGS: tuple[str, ...] = ("confidence", "none")
@@ -108,16 +108,16 @@ class SelectionConfig:
                 f"got {self.strategy!r}"
             )
         if self.max_per_class is not None:
-            _check_count("max_per_class", self.max_per_class)
-        if not _number_in(self.temperature, 1e-9, math.inf):
+            check_count("max_per_class", self.max_per_class)
+        if not number_in(self.temperature, 1e-9, math.inf):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not self.soft and self.temperature != 1.0:
             raise ValueError("temperature only applies to soft labels; set soft=true")
-        _check_choice("weighting", self.weighting, WEIGHTINGS)
+        check_choice("weighting", self.weighting, WEIGHTINGS)
         for name in ("soft", "calibrate", "no_skew"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not _number_in(self.debias, 0, 4):
+        if not number_in(self.debias, 0, 4):
             raise ValueError(f"debias must be a number in [0, 4] (0: off), got {self.debias!r}")
 
 
@@ -163,7 +163,7 @@ def finalize(
     Targets are one-hot, or the teacher's probabilities sharpened with ``temperature``
     when ``soft``; weights are the confidence, or 1 with ``weighting="none"``.
     """
-    _check_choice("weighting", weighting, WEIGHTINGS)
+    check_choice("weighting", weighting, WEIGHTINGS)
     num_classes = probs.shape[1]
     index = keep.nonzero().flatten()
     rows = probs[index]
@@ -324,7 +324,7 @@ def selection_stats(
     }
     if true_labels is not None:
         true = torch.as_tensor(true_labels, device=sel.index.device)[sel.index]
-        correct, known = _correct_and_known(sel.labels, true, num_classes)
+        correct, known = correct_and_known(sel.labels, true, num_classes)
         stats["known"] = known.tolist()
         stats["precision"] = (correct.double() / known).tolist()
         n_known = int(known.sum())

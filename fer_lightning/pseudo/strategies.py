@@ -108,21 +108,21 @@ def build_strategy(node: Strategy | Mapping, key: str = "pseudo_label.strategy")
         raise ValueError(f"{key}: {cls.__name__}: {err.__cause__ or err}") from None
 
 
-def _check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
+def check_choice(name: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
 
 
-def _check_unit(name: str, value: object) -> None:
-    if not _number_in(value, 0.0, 1.0):
+def check_unit(name: str, value: object) -> None:
+    if not number_in(value, 0.0, 1.0):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
-def _number_in(value: object, low: float, high: float) -> bool:
+def number_in(value: object, low: float, high: float) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
-def _check_count(name: str, value: object) -> None:
+def check_count(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
 
@@ -140,7 +140,7 @@ class Threshold(Strategy):
     threshold: float = DEFAULT_THRESHOLD
 
     def __post_init__(self) -> None:
-        _check_unit("threshold", self.threshold)
+        check_unit("threshold", self.threshold)
 
     def keep(self, probs: Tensor, inputs: Inputs) -> Tensor:
         return threshold_mask(probs, self.threshold)
@@ -172,10 +172,10 @@ class ClassThreshold(Strategy):
     class_score: str = "precision"
 
     def __post_init__(self) -> None:
-        _check_unit("threshold", self.threshold)
-        _check_choice("mapping", self.mapping, MAPPINGS)
-        _check_choice("class_score", self.class_score, CLASS_SCORES)
-        if not _number_in(self.floor, 0.0, self.threshold):
+        check_unit("threshold", self.threshold)
+        check_choice("mapping", self.mapping, MAPPINGS)
+        check_choice("class_score", self.class_score, CLASS_SCORES)
+        if not number_in(self.floor, 0.0, self.threshold):
             raise ValueError(f"floor must be in [0, threshold={self.threshold}], got {self.floor}")
 
     @property
@@ -204,7 +204,7 @@ def class_thresholds(
     a class with score 0 (e.g. never predicted) gets ``floor``, as do all when every
     score is 0.
     """
-    _check_choice("mapping", mapping, MAPPINGS)
+    check_choice("mapping", mapping, MAPPINGS)
     score = torch.as_tensor(class_score, dtype=torch.float64)
     top = score.max()
     beta = score / top if top > 0 else torch.zeros_like(score)
@@ -218,7 +218,7 @@ def class_threshold_mask(probs: Tensor, thresholds: Tensor) -> Tensor:
     return conf >= thresholds.to(device=probs.device, dtype=probs.dtype)[pred]
 
 
-def _correct_and_known(pred: Tensor, true: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+def correct_and_known(pred: Tensor, true: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     """Per predicted class: rows whose truth is known (``>= 0``), and how many are right."""
     known = true >= 0
     pred, true = pred[known], true[known]
@@ -233,7 +233,7 @@ def per_class_precision(probs: Tensor, labels: Tensor) -> Tensor:
     A class never predicted scores 0, so :func:`class_thresholds` gives it the floor.
     Rows labelled ``-1`` (unknown) are ignored.
     """
-    correct, known = _correct_and_known(probs.argmax(dim=1), labels, probs.shape[1])
+    correct, known = correct_and_known(probs.argmax(dim=1), labels, probs.shape[1])
     return (correct / known.clamp(min=1)).float()
 
 
@@ -273,18 +273,18 @@ class TopK(Strategy):
             raise ValueError(f"TopK needs exactly one of k, fraction, budget; got {sizes}")
         for name in ("k", "budget"):
             if getattr(self, name) is not None:
-                _check_count(name, getattr(self, name))
+                check_count(name, getattr(self, name))
         if self.fraction is not None:
-            _check_unit("fraction", self.fraction)
+            check_unit("fraction", self.fraction)
         size = sizes[0]
         if getattr(self, size) == 0:  # refused before a teacher trains, not blamed on it
             raise ValueError(
                 f"{size}=0 selects no pseudo labels, so every student would train on the "
                 f"labeled set alone; give {size} > 0, or pseudo_label.rounds=0 for the teacher only"
             )
-        _check_unit("min_confidence", self.min_confidence)
+        check_unit("min_confidence", self.min_confidence)
         if self.target is not None:
-            _check_choice("target", self.target, TARGETS)
+            check_choice("target", self.target, TARGETS)
         elif self.budget is not None:
             raise ValueError("budget is a total over classes: it needs a target")
 
@@ -388,9 +388,9 @@ class Crest(Strategy):
     min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
-        if not _number_in(self.alpha, 0, 4):
+        if not number_in(self.alpha, 0, 4):
             raise ValueError(f"alpha must be a number in [0, 4], got {self.alpha!r}")
-        _check_unit("min_confidence", self.min_confidence)
+        check_unit("min_confidence", self.min_confidence)
 
     @property
     def needs_labeled_counts(self) -> bool:
