@@ -166,6 +166,10 @@ class RunDir:
             "test_macro_f1": float(metrics["test/macro_f1"]),
             "test_acc": float(metrics["test/acc"]),
             "steps": number(metrics.get("steps")),  # optimizer steps of the round's fit
+            "seconds": number(metrics.get("cost/seconds")),  # training wall time
+            "images": number(metrics.get("cost/images")),  # images through the network
+            "online_mask": number(metrics.get("pool/mask_rate")),  # online methods' audit
+            "online_precision": number(metrics.get("pool/precision")),
         }
         absent = absent_emotions(metrics)  # NaN: no test face of that emotion, so no F1 (not 0)
         row.update(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import get_object, instantiate
+from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -48,6 +51,45 @@ class SeedEachEpoch(pl.Callback):
             return
         if isinstance(trainer.datamodule, FERDataModule):
             trainer.datamodule.seed_epoch(seed)
+
+
+class Cost(pl.Callback):
+    """What a round's fit cost: wall seconds of training and images through the network.
+
+    Online methods push ``2 * mu`` pool views per labeled face through it, so epochs and
+    steps alone would hide a several-fold difference. Kept in checkpoints, so a resumed fit
+    reports the whole fit's cost.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.images = 0
+        self._since: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        sizes: list[int] = []
+        apply_to_collection(batch, torch.Tensor, lambda t: t.ndim == 4 and sizes.append(len(t)))
+        self.images += sum(sizes) * trainer.world_size
+        now = time.perf_counter()
+        if self._since is not None:
+            self.seconds += now - self._since
+        self._since = now
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = None  # validation is not training's cost
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "images": self.images}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds = float(state_dict["seconds"])
+        self.images = int(state_dict["images"])
 
 
 def build_callbacks(cfg: DictConfig, run: RunDir, k: int, extra: list[pl.Callback]) -> list:
@@ -134,17 +176,23 @@ def fit_round(
     optimizer, scheduler and epoch.
     """
     loggers = build_loggers(cfg, run, k)
+    cost = Cost()
     # small data sets have few steps per epoch: log at least once per epoch
     batches = -(-datamodule.train_size() // datamodule.batch_size)
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg, run, k, extra_callbacks or []),
+        callbacks=build_callbacks(cfg, run, k, [cost, *(extra_callbacks or [])]),
         logger=loggers or False,
         log_every_n_steps=max(1, min(int(cfg.trainer.get("log_every_n_steps", 50)), batches)),
     )
     if ckpt_path is not None:
         check_compatible(ckpt_path, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    # before testing, which restores the callbacks' state from the best checkpoint
+    spent = {"cost/seconds": round(cost.seconds, 3), "cost/images": cost.images}
+    online = {  # an online method's audit of its last epoch on the pool (pool/*)
+        key: float(v) for key, v in trainer.callback_metrics.items() if key.startswith("pool/")
+    }
     # checkpoints are written in the background (AsyncCheckpointIO); rank 0's fit returns
     # once they are on disk, and the other ranks read them only after that
     trainer.strategy.barrier("checkpoints_written")
@@ -161,6 +209,8 @@ def fit_round(
         "best_checkpoint": best,
         "val/best_macro_f1": float(ckpt.best_model_score),
         "steps": trainer.global_step,
+        **spent,
+        **online,
         **{key: float(v) for key, v in test.items()},
     }
     for lg in loggers:

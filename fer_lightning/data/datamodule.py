@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 from fer_lightning.data.dataset import (
     EpochSeeds,
+    PoolDataset,
     PredictDataset,
     TrainingDataset,
     epoch_seed,
@@ -31,7 +32,12 @@ from fer_lightning.data.splits import (
     drop_copies,
     make_splits,
 )
-from fer_lightning.data.transforms import eval_transform, train_transform
+from fer_lightning.data.transforms import (
+    eval_transform,
+    strong_transform,
+    train_transform,
+    weak_transform,
+)
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
 from fer_lightning.hardware import auto_workers
@@ -51,6 +57,11 @@ class RoundData:
     pseudo: PseudoSet | None = None
     augment: Mapping[str, Any] = field(default_factory=dict)  # over data.augment: a student's
     labeled_share: float | None = None  # that share of each epoch drawn from the labeled split
+
+
+def pool_seed(seed: int) -> int:
+    """The pool stream's seed within an epoch: its own, derived from the epoch's."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]) % 2**31
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -129,6 +140,7 @@ class FERDataModule(pl.LightningDataModule):
         self.seed = seed
         self.round = RoundData()  # the rounds loop hands each round over (start_round)
         self._train_sampler: EpochSeeds | None = None
+        self._pool_sampler: EpochSeeds | None = None
 
     # -- split protocol -------------------------------------------------------------
     def _splits_saved(self) -> bool:
@@ -200,7 +212,13 @@ class FERDataModule(pl.LightningDataModule):
         return auto_workers(on_gpu, processes)
 
     def loader(
-        self, dataset, sampler=None, persistent: bool = True, generator=None, drop_last=False
+        self,
+        dataset,
+        sampler=None,
+        persistent: bool = True,
+        generator=None,
+        drop_last=False,
+        batch_size: int | None = None,
     ) -> DataLoader:
         """A DataLoader with this module's batch size, workers and memory settings.
 
@@ -211,7 +229,7 @@ class FERDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             generator=generator,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             sampler=sampler,
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -297,12 +315,16 @@ class FERDataModule(pl.LightningDataModule):
         transform = train_transform(self.work_size(), **{**self.augment, **self.round.augment})
         return TrainingDataset(paths, targets, weights, transform, self.read())
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | dict[str, DataLoader]:
         """Labeled (+ pseudo) images; order and augmentation follow the epoch seed.
 
         The epoch comes from the trainer (restored on resume), so a resumed fit sees the
         same data stream as an uninterrupted one. Later epochs are re-seeded by
         :meth:`seed_epoch`; the seed reaches (persistent) workers with the indices.
+
+        A module that trains on the pool as well (an online method: FixMatch) says how many
+        pool faces it wants per labeled one (``unlabeled_ratio``, FixMatch's mu); it then gets
+        ``{"labeled": ..., "pool": ...}``, the pool stream as long as the labeled one.
         """
         dataset = self.train_dataset()
         seed = epoch_seed(self.seed, self.round.index, self._next_epoch(dataset))
@@ -320,8 +342,38 @@ class FERDataModule(pl.LightningDataModule):
         workers_seed = torch.Generator().manual_seed(seed)
         # a last batch of one face cannot train batch norm (it fails): that face waits a turn
         single = len(dataset) % self.batch_size == 1 and len(dataset) > 1
-        return self.loader(
+        labeled = self.loader(
             dataset, sampler=self._train_sampler, generator=workers_seed, drop_last=single
+        )
+        ratio = self._unlabeled_ratio()
+        if not ratio:
+            return labeled
+        return {"labeled": labeled, "pool": self._pool_loader(len(labeled), ratio, seed)}
+
+    def _unlabeled_ratio(self) -> int:
+        module = None if self.trainer is None else self.trainer.lightning_module
+        return int(getattr(module, "unlabeled_ratio", 0) or 0)
+
+    def _pool_loader(self, batches: int, ratio: int, seed: int) -> DataLoader:
+        """``batches`` batches of ``ratio`` x batch size pool faces, weak and strong views.
+
+        Drawn without replacement, the pool cycled as often as the epoch needs; its order
+        and augmentation have their own stream of the epoch seed (:meth:`seed_epoch`).
+        """
+        pool = self.pool()
+        if len(pool) == 0:
+            raise ConfigError(
+                "model: an online method trains on the unlabeled pool, and this split has "
+                "none (set data.label_fraction or data.labels_per_class, or data.unlabeled_dir)"
+            )
+        size = self.work_size()
+        dataset = PoolDataset(pool.paths, weak_transform(size), strong_transform(size), self.read())
+        per_batch = ratio * self.batch_size
+        order = RandomSampler(dataset, num_samples=batches * per_batch, generator=torch.Generator())
+        self._pool_sampler = EpochSeeds(order, pool_seed(seed))
+        workers_seed = torch.Generator().manual_seed(pool_seed(seed))
+        return self.loader(
+            dataset, sampler=self._pool_sampler, generator=workers_seed, batch_size=per_batch
         )
 
     def _draw_weights(self, dataset: TrainingDataset) -> torch.Tensor | None:
@@ -346,6 +398,8 @@ class FERDataModule(pl.LightningDataModule):
         """Seed the next epoch's order and augmentation of the current train loader."""
         if self._train_sampler is not None:
             self._train_sampler.reseed(seed)
+        if self._pool_sampler is not None:
+            self._pool_sampler.reseed(pool_seed(seed))
 
     def _next_epoch(self, dataset: TrainingDataset) -> int:
         """The epoch the loader is created for: Lightning makes it before any epoch hook.

@@ -85,15 +85,52 @@ class TrainingDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, ...]:
         i, seed = key if isinstance(key, tuple) else (key, None)
         if seed is not None:
-            item_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-            # one stream for the whole pipeline: Compose.set_random_seed gives every transform
-            # its own identically seeded generator, so their draws coincide (flip iff affine)
-            # and re-seeding them all costs a quarter of the pipeline's time
-            self.transform.set_random_state(
-                np.random.default_rng(item_seed), random.Random(item_seed)
-            )
+            seed_transform(self.transform, seed, i)
         image = self.transform(image=self.read(str(self.paths[i])))["image"]
         return image, self.targets[i], self.weights[i]
+
+
+def seed_transform(transform, seed: int, i: int, stream: int = 0) -> None:
+    """Make item ``i``'s augmentation a pure function of (epoch seed, i, stream).
+
+    The same in any worker, any order and after a resume (albumentations otherwise seeds
+    itself from the OS). One stream for the whole pipeline: ``Compose.set_random_seed``
+    gives every transform its own identically seeded generator, so their draws coincide
+    (flip iff affine), and re-seeding them all costs a quarter of the pipeline's time.
+    """
+    entropy = [seed, i] if stream == 0 else [seed, i, stream]
+    item_seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    transform.set_random_state(np.random.default_rng(item_seed), random.Random(item_seed))
+
+
+class PoolDataset(Dataset):
+    """Yields ``(weak view, strong view, index)`` of a pool face for online methods.
+
+    No label leaves it (the pool's hidden labels are for the audit only, which looks them
+    up by index); keyed ``(i, epoch_seed)`` like :class:`TrainingDataset`, each view with
+    its own stream.
+    """
+
+    def __init__(
+        self,
+        paths: np.ndarray,
+        weak: Callable[..., dict],
+        strong: Callable[..., dict],
+        read: Callable[[str], np.ndarray] = read_rgb,
+    ) -> None:
+        self.paths = np.asarray(paths, dtype=np.str_)
+        self.weak, self.strong, self.read = weak, strong, read
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None:
+            seed_transform(self.weak, seed, i, 1)
+            seed_transform(self.strong, seed, i, 2)
+        image = self.read(str(self.paths[i]))
+        return self.weak(image=image)["image"], self.strong(image=image)["image"], i
 
 
 class PredictDataset(Dataset):

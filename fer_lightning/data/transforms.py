@@ -64,6 +64,55 @@ def train_transform(
     return A.Compose([*ops, ToTensorV2()])
 
 
+def weak_transform(image_size: int) -> A.Compose:
+    """FixMatch's weak view of a pool face: flip and a shift of up to 12.5 %, nothing else,
+    so the pseudo-target it yields is as close to the face as training allows."""
+    return A.Compose(
+        [
+            A.Resize(image_size, image_size, area_for_downscale="image"),
+            A.HorizontalFlip(p=0.5),
+            A.Affine(translate_percent=(-0.125, 0.125), border_mode=cv2.BORDER_REFLECT_101, p=1),
+            ToTensorV2(),
+        ]
+    )
+
+
+def strong_transform(image_size: int, num_ops: int = 2) -> A.Compose:
+    """FixMatch's strong view: the weak view, then RandAugment and a cutout, per face.
+
+    RandAugment as FixMatch runs it: ``num_ops`` operations drawn from its pool, each at a
+    magnitude drawn uniformly up to the maximum (10), which is what sampling each op's
+    parameter uniformly over its range does; then one grey square hole of up to half the
+    side. Seeded like every pipeline here (:class:`~fer_lightning.data.dataset.PoolDataset`).
+    """
+    grey = {"border_mode": cv2.BORDER_CONSTANT, "fill": 127, "p": 1}
+    pool = [
+        A.NoOp(),
+        A.AutoContrast(p=1),
+        A.Equalize(p=1),
+        A.Posterize(num_bits=(4, 8), p=1),
+        A.Solarize(threshold_range=(0.0, 1.0), p=1),
+        A.RandomBrightnessContrast(brightness_limit=0.45, contrast_limit=0, p=1),
+        A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=0.45, p=1),
+        A.ColorJitter(brightness=0, contrast=0, saturation=0.9, hue=0, p=1),
+        A.Sharpen(alpha=(0.05, 0.95), lightness=(1, 1), p=1),
+        A.Affine(rotate=(-30, 30), **grey),
+        A.Affine(shear={"x": (-17, 17), "y": (0, 0)}, **grey),  # FixMatch's 0.3 shear
+        A.Affine(shear={"x": (0, 0), "y": (-17, 17)}, **grey),
+        A.Affine(translate_percent={"x": (-0.3, 0.3), "y": (0, 0)}, **grey),
+        A.Affine(translate_percent={"x": (0, 0), "y": (-0.3, 0.3)}, **grey),
+    ]
+    cutout = A.CoarseDropout(
+        num_holes_range=(1, 1),
+        hole_height_range=(0.05, 0.5),
+        hole_width_range=(0.05, 0.5),
+        fill=127,
+        p=1,
+    )
+    weak = weak_transform(image_size).transforms[:-1]  # without its ToTensorV2
+    return A.Compose([*weak, A.SomeOf(pool, n=num_ops, p=1), cutout, ToTensorV2()])
+
+
 def eval_transform(image_size: int) -> A.Compose:
     """Evaluation/prediction pipeline: resize to the model's input size."""
     return A.Compose([A.Resize(image_size, image_size, area_for_downscale="image"), ToTensorV2()])

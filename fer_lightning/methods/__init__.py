@@ -1,0 +1,1 @@
+"""Training methods beyond supervised fine-tuning: online semi-supervised LightningModules."""
