@@ -13,7 +13,7 @@ CONSTRAINTS ?= constraints.txt
 CONSTRAIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 ARGS ?=
 # make bench BENCH=data_pipeline ARGS="--sizes 64"   runs one benchmark with its options
-BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse face_detection transfer_parity demo_effect real_faces
+BENCH ?= training_overhead pseudo_label_pass data_pipeline memory teacher_reuse face_detection transfer_parity fixmatch_parity demo_effect real_faces
 
 .PHONY: install demo test lint format tensorboard bench clean lock
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from harness import REPO, TINY, real_face_overrides
 
-ROLES = "baseline,balanced,crest,topk,class_threshold,threshold,ceiling"
+ROLES = "baseline,balanced,crest_offline,topk,class_threshold,threshold,ceiling"
 
 
 def study_command(args: argparse.Namespace, sweep: Path) -> list[str]:

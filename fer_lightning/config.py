@@ -209,6 +209,8 @@ def _check_trainer(trainer: Mapping[str, Any]) -> None:
 # baseline. Strategy roles only pick the pseudo_label group.
 STUDY_ROLES: dict[str, dict[str, Any]] = {
     "baseline": {"pseudo_label.rounds": 0},
+    "fixmatch": {"pseudo_label.rounds": 0},  # an online method alone: one fit
+    "flexmatch": {"pseudo_label.rounds": 0},
     "ceiling": {
         "data.labels_per_class": None,
         "data.label_fraction": None,
@@ -221,8 +223,9 @@ STUDY_ROLES: dict[str, dict[str, Any]] = {
 def apply_study_role(cfg: DictConfig) -> None:
     """Set what ``cfg.study``'s role implies (in place), before anything reads the config.
 
-    Only ``baseline`` and ``ceiling`` imply settings; any other role is a pseudo-label
-    strategy from ``conf/study/`` or a user's ``--config-dir`` (Hydra finds or refuses it).
+    ``baseline``, ``ceiling`` and the online methods alone imply settings; any other role is
+    a pseudo-label strategy or a method from ``conf/study/`` or a user's ``--config-dir``
+    (Hydra finds or refuses it).
     """
     role = cfg.get("study")
     if role is None:

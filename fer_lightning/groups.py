@@ -1,10 +1,12 @@
 """Runs that differ only by their seed, summarised as one group: mean +- std over seeds.
 
-What a semi-supervised comparison reports (Oliver et al. 2018): each strategy against the
-supervised baseline on the same labels, paired per seed (a student against its own
-teacher, which is the baseline's fit: the teacher cache shares it), the share of the
-baseline -> fully supervised ceiling gap it closes, and the spread over seeds. Only
-finished runs enter the means; the others are listed with their status. Torch-free.
+What a semi-supervised comparison reports (Oliver et al. 2018): each method against the
+supervised baseline on the same labels, paired per seed (in a study, the baseline run of
+the same seed: an online method's round 0 is already its own model, so "final - its
+teacher" would mislead; outside a study, a student against its own teacher), the share of
+the baseline -> fully supervised ceiling gap it closes, what each run cost, and the
+spread over seeds. Only finished runs enter the means; the others are listed with their
+status. Torch-free.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Group:
     label: str  # the runs' label less their seed item
     role: str | None  # the study role (baseline, a strategy, ceiling) when in a study
     runs: list = field(default_factory=list)  # RunSummary, in seed order
+    baseline: Group | None = None  # the study's supervised baseline, the reference when set
 
     @property
     def done(self) -> list:
@@ -51,14 +54,28 @@ class Group:
         return mean_std([getattr(r, which)[key] for r in self.done])
 
     def paired(self, key: str = "test_macro_f1") -> list[float]:
-        """Per seed: the final round's ``key`` less its own teacher's (the baseline's fit)."""
-        return [r.final[key] - r.teacher[key] for r in self.done]
+        """Per seed: the final round's ``key`` less the study baseline's of the same seed
+        (without a baseline: less its own teacher's)."""
+        if self.baseline is None:
+            return [r.final[key] - r.teacher[key] for r in self.done]
+        reference = {r.seed: r.final for r in self.baseline.done}
+        return [r.final[key] - reference[r.seed][key] for r in self.done if r.seed in reference]
+
+    def start(self, key: str = "test_macro_f1") -> float:
+        """What the group is measured from: the baseline's mean, else its teachers'."""
+        if self.baseline is not None:
+            return self.baseline.stat("final", key)[0]
+        return self.stat("teacher", key)[0]
+
+    def cost(self, key: str) -> tuple[float, float]:
+        """Mean +- std over runs of a run's whole cost (``seconds`` or ``images``, all rounds)."""
+        return mean_std([sum(row.get(key, math.nan) for row in r.rounds) for r in self.done])
 
     def gap_closed(self, ceiling: Group | None) -> float:
         """The share (0..1) of the baseline -> ceiling test macro-F1 gap this group closes."""
         if ceiling is None or not self.done or not ceiling.done:
             return math.nan
-        baseline = self.stat("teacher", "test_macro_f1")[0]
+        baseline = self.start()
         top = ceiling.stat("final", "test_macro_f1")[0]
         final = self.stat("final", "test_macro_f1")[0]
         return (final - baseline) / (top - baseline) if top > baseline else math.nan
@@ -80,6 +97,8 @@ class Group:
                 self.paired(f"test_f1_{e}")
             )
         row["gap_closed"] = self.gap_closed(ceiling)
+        row["seconds_mean"] = self.cost("seconds")[0]
+        row["images_mean"] = self.cost("images")[0]
         row["pseudo_added_mean"] = mean_std([r.final["pseudo_added"] for r in self.done])[0]
         precision = [r.final["pseudo_precision"] for r in self.done]
         row["pseudo_precision_mean"] = mean_std(precision)[0]
@@ -101,6 +120,10 @@ def group_runs(runs: Sequence) -> list[Group]:
         group.runs.append(run)
     for group in groups.values():
         group.runs.sort(key=lambda r: (r.seed is None, r.seed))
+    baseline = next((g for g in groups.values() if g.role == BASELINE), None)
+    for group in groups.values():
+        if group is not baseline:
+            group.baseline = baseline
     return list(groups.values())
 
 
@@ -137,8 +160,9 @@ def _pm(stat: tuple[float, float]) -> str:
 def groups_table(groups: Sequence[Group]) -> str:
     """Markdown, one row per group: mean ± std (n) of teacher and final, paired difference."""
     ceiling = ceiling_of(groups)
-    header = ["group", "n", "teacher F1", "final F1", "final acc", "val F1", "final - teacher",
-              "improved", "gap closed", "pseudo added", "pseudo precision"]  # fmt: skip
+    versus = "final - baseline" if any(g.baseline for g in groups) else "final - teacher"
+    header = ["group", "n", "teacher F1", "final F1", "final acc", "val F1", versus, "improved",
+              "gap closed", "pseudo added", "pseudo precision", "train s", "images"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for g in groups:
         row = g.summary(ceiling)
@@ -156,13 +180,19 @@ def groups_table(groups: Sequence[Group]) -> str:
             "-" if math.isnan(gap) else f"{100 * gap:.0f} %",
             "-" if math.isnan(row["pseudo_added_mean"]) else f"{row['pseudo_added_mean']:.0f}",
             pct(row["pseudo_precision_mean"]),
+            _amount(row["seconds_mean"], "{:.0f}"),
+            _amount(row["images_mean"], "{:,.0f}"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _amount(value: float, form: str) -> str:
+    return "-" if math.isnan(value) else form.format(value)
+
+
 def emotion_changes_table(groups: Sequence[Group]) -> str:
-    """Per-emotion test F1 change, final - teacher (the baseline), mean ± std per group."""
+    """Per-emotion test F1 change against the baseline, mean ± std per group."""
     header = ["group", *EMOTIONS]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(EMOTIONS)]
     for g in groups:

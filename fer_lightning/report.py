@@ -64,6 +64,7 @@ class RunSummary:
     status: str = "done"
     threshold: float | None = None
     strategy: str | None = None  # the class of pseudo_label.strategy (TopK, Crest, ...)
+    method: str | None = None  # the class that trains each round (FERClassifier, FixMatch, ...)
     student_rounds: int | None = None  # configured pseudo_label.rounds; None without a config
     rounds: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""  # the name without the overrides all compared runs share
@@ -162,6 +163,8 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             strategy = pseudo.get("strategy") or {}
             target = strategy.get("_target_")  # the class's own name: TopK, Crest, yours
             run.strategy = None if target is None else str(target).rsplit(".", 1)[-1]
+            trainer_class = (cfg.get("model") or {}).get("_target_")
+            run.method = None if trainer_class is None else str(trainer_class).rsplit(".", 1)[-1]
             threshold = strategy.get("threshold")
             run.threshold = None if threshold is None else float(threshold)
     except Exception as err:  # unparsable YAML or odd values: report it, keep going
@@ -233,6 +236,7 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
         "final_round": final.get("round"),
         "student_rounds": run.student_rounds,
         "strategy": run.strategy,
+        "method": run.method,
         "threshold": run.threshold,
         "teacher_test_macro_f1": teacher.get("test_macro_f1"),
         "teacher_test_acc": teacher.get("test_acc"),
@@ -245,6 +249,8 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
     row["pseudo_added"] = final.get("pseudo_added")
     row["pseudo_precision"] = final.get("pseudo_precision")
     row["final_steps"] = final.get("steps")
+    for key in ("seconds", "images"):  # the whole run's cost, every round
+        row[key] = sum(r.get(key, math.nan) for r in run.rounds) if run.rounds else None
     row["overrides"] = " ".join(run.overrides)
     row["run_dir"] = str(run.run_dir)
     return row

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,7 +22,16 @@ from fer_lightning.models.checkpoints import load_classifier, read_checkpoint
 from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.models.losses import soft_cross_entropy
 from tests.helpers.checkpoints import TINY_BACKBONE
-from tests.helpers.cli import evaluate, fer, raf_args, tensorboard_tags, train
+from tests.helpers.cli import (
+    ENV,
+    HELPERS,
+    evaluate,
+    fer,
+    raf_args,
+    tensorboard_tags,
+    train,
+    train_args,
+)
 
 ONLINE = ["model.mu=1", "model.tau=0.15", "model.ema_decay=0.9"]  # tiny data: targets do pass
 
@@ -77,19 +89,21 @@ def test_targets_come_from_the_weak_view_and_the_mask_from_tau():
             assert loss.item() == pytest.approx(supervised.item(), rel=1e-5)
 
 
-def test_the_audit_counts_hidden_labels_only_through_the_index():
-    model = _module(tau=0.0).train()
+def test_the_pool_truth_reaches_the_audit_and_never_the_loss():
+    """The pool batch holds views and indices only; the hidden labels, looked up by index
+    for the audit, change the audit and nothing else."""
     batch = _batch()
-    pool_size = len(batch["pool"][2])
-    model.hidden_labels = torch.full((pool_size,), -1)  # labels unknown: nothing is "right"
-    model.training_step(batch, 0)
-    assert model._audit[2].sum() == 0
-    with torch.no_grad():
-        pseudo = model(batch["pool"][0]).argmax(1)
-    model._audit.zero_()
-    model.hidden_labels = pseudo.clone()  # every target right (BN in train mode: same batch)
-    model.training_step(batch, 0)
-    assert model._audit[2].sum() > 0
+    weak, strong, _ = batch["pool"]
+    with torch.no_grad():  # the step's own weak-view predictions (one forward with the strong)
+        pseudo = _module(tau=0.0).train()(torch.cat([weak, strong])).chunk(2)[0].argmax(1)
+    losses, right = [], []
+    for truth in (torch.full_like(pseudo, -1), pseudo.clone(), (pseudo + 1) % NUM_CLASSES):
+        model = _module(tau=0.0).train()
+        model.hidden_labels = truth
+        losses.append(model.training_step(batch, 0).item())
+        right.append(model._audit[2].sum().item())
+    assert losses[0] == losses[1] == losses[2]
+    assert right == [0, len(pseudo), 0]  # unknown, all right, all wrong
 
 
 def test_flexmatch_thresholds_follow_each_class_learning_status():
@@ -217,3 +231,33 @@ def test_an_online_checkpoint_is_read_by_eval_predict_and_export(fixmatch_run, r
     assert type(served) is FERClassifier
     state = read_checkpoint(best)["state_dict"]
     assert all(torch.equal(v, state[f"net.{k}"]) for k, v in served.net.state_dict().items())
+
+
+def test_an_online_fit_killed_inside_resumes_to_the_same_results(tmp_path, raf):
+    """kill -9 at the second epoch of a FlexMatch fit: the pool stream, the EMA and the
+    statuses continue from last.ckpt as if nothing happened."""
+    opts = [*raf_args(raf), "method=flexmatch", *ONLINE, f"model.backbone={TINY_BACKBONE}",
+            "model.weights=null", "pseudo_label.rounds=0", "trainer.max_epochs=2",
+            "trainer.deterministic=true"]  # fmt: skip
+    train(tmp_path / "ref", *opts)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(HELPERS / "killer.py"), "teacher_fit", *train_args(killed, *opts)],
+        cwd=killed, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    resumed = fer("train", [f"resume={killed / 'run'}"])
+    assert "round 0: resuming the interrupted fit" in resumed.output
+    runs = [tmp_path / "ref" / "run", killed / "run"]
+    rows = []
+    for run_dir in runs:
+        with open(run_dir / "rounds.csv", newline="") as f:
+            (row,) = csv.DictReader(f)
+        del row["seconds"]  # wall time: the one thing a resume cannot repeat
+        rows.append(row)
+    assert rows[0] == rows[1]
+    got, want = (json.loads((d / "round_0" / "metrics.json").read_text()) for d in runs)
+    for key in want:
+        if key.startswith(("test/", "val/", "pool/")):
+            assert got[key] == want[key], key
