@@ -138,9 +138,10 @@ def _check_data(data: Mapping[str, Any]) -> None:
     _int("data.batch_size", data.get("batch_size", 1), 1)
     _int("data.min_image_side", data.get("min_image_side", 1), 1)
     try:
-        validate_protocol(
-            data.get("labels_per_class"), data.get("label_fraction"), data.get("val_fraction", 0.1)
-        )
+        budget = data.get("labels_per_class")
+        if isinstance(budget, DictConfig):
+            budget = OmegaConf.to_container(budget)
+        validate_protocol(budget, data.get("label_fraction"), data.get("val_fraction", 0.1))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_augment(dict(data.get("augment") or {}), "data.augment")

@@ -10,7 +10,10 @@ import pytest
 
 from fer_lightning.data.manifest import UNKNOWN, Manifest
 from fer_lightning.data.splits import Splits, drop_copies, make_splits
+from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import DataError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 # Imbalanced like RAF-DB, with a single-image class (anger) and an absent one (neutral).
 COUNTS = (40, 5, 12, 100, 30, 1, 0)
@@ -31,6 +34,27 @@ TEST = _manifest((3, 1, 1, 9, 4, 2, 5), prefix="test")
 
 def _pairs(m: Manifest) -> set[tuple[str, int]]:
     return set(zip(m.paths.tolist(), m.labels.tolist(), strict=True))
+
+
+def test_a_budget_per_emotion_gives_exactly_its_counts() -> None:
+    """Ada-CM's budgets name each emotion (fear below the rest): conf/budget/adacm_*.yaml."""
+    budget = {e: 3 for e in EMOTIONS} | {"fear": 2, "happiness": 20}
+    splits = make_splits(TRAIN, TEST, labels_per_class=budget, val_fraction=0.1)
+    assert splits.labeled.class_counts().tolist() == [3, 2, 3, 20, 3, 1, 0]  # anger has 1
+    assert splits.val.class_counts().tolist() == VAL  # the budget does not move validation
+    # budgets cut each emotion's one shuffled order: between the uniform budgets 2 and 20
+    low, high = (set(make_splits(TRAIN, TEST, labels_per_class=n).labeled.paths) for n in (2, 20))
+    assert low <= set(splits.labeled.paths) <= high
+
+
+def test_the_ada_cm_presets_hold_their_totals() -> None:
+    from omegaconf import OmegaConf
+
+    for total in (100, 400, 1000, 2000, 4000):
+        node = OmegaConf.load(CONF / "budget" / f"adacm_{total}.yaml")
+        budget = OmegaConf.to_container(node.labels_per_class)
+        assert sum(budget.values()) == total and list(budget) == list(EMOTIONS)
+        assert budget["fear"] == min(budget.values()) < max(budget.values())
 
 
 def test_labels_per_class_exact_counts(caplog: pytest.LogCaptureFixture) -> None:
@@ -134,8 +158,14 @@ def test_summary_table() -> None:
     ("options", "message"),
     [
         ({"labels_per_class": 5, "label_fraction": 0.1}, "data.labels_per_class or data.label"),
-        ({"labels_per_class": 0}, r"data.labels_per_class must be an integer >= 1, got 0"),
+        ({"labels_per_class": 0}, r"data.labels_per_class must be an integer >= 1 or a mapping .*, got 0"),
         ({"labels_per_class": 2.5}, r"data.labels_per_class must be an integer"),
+        ({"labels_per_class": {"fear": 2}}, r"no budget for surprise, disgust, happiness, "),
+        (
+            {"labels_per_class": {**dict.fromkeys(EMOTIONS, 3), "contempt": 3}},
+            r"unknown emotion\(s\) \['contempt'\]",
+        ),  # fmt: skip
+        ({"labels_per_class": {**dict.fromkeys(EMOTIONS, 3), "fear": 0}}, r"\{'fear': 0\}"),
         ({"label_fraction": 0.0}, r"data.label_fraction must be in \(0, 1\], got 0.0"),
         ({"label_fraction": 1.5}, r"data.label_fraction must be in \(0, 1\]"),
         ({"val_fraction": 1.0}, r"data.val_fraction must be in \[0, 1\), got 1.0"),

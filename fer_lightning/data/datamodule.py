@@ -83,7 +83,7 @@ class FERDataModule(pl.LightningDataModule):
         num_workers: int | str = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
-        labels_per_class: int | None = None,
+        labels_per_class: int | Mapping[str, int] | None = None,
         label_fraction: float | None = None,
         val_fraction: float = 0.1,
         unlabeled_dir: str | None = None,
@@ -114,7 +114,9 @@ class FERDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
-        self.labels_per_class = labels_per_class
+        self.labels_per_class = (
+            dict(labels_per_class) if isinstance(labels_per_class, Mapping) else labels_per_class
+        )
         self.label_fraction = label_fraction
         self.val_fraction = val_fraction
         self.unlabeled_dir = unlabeled_dir

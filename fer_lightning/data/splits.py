@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,20 +73,48 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
+Budget = int | Mapping[str, int]  # labels per class: one number, or one per emotion by name
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
+
+def class_budgets(labels_per_class: Budget) -> list[int]:
+    """Labels per class in :data:`EMOTIONS` order: one number for all, or a mapping by
+    emotion name naming every emotion (Ada-CM's budgets cap fear below the rest)."""
+    if not isinstance(labels_per_class, Mapping):
+        if not _count(labels_per_class):
+            raise ValueError(
+                f"data.labels_per_class must be an integer >= 1 or a mapping from emotion "
+                f"name to one, got {labels_per_class!r}"
+            )
+        return [int(labels_per_class)] * NUM_CLASSES
+    unknown = sorted(set(map(str, labels_per_class)) - set(EMOTIONS))
+    missing = [e for e in EMOTIONS if e not in labels_per_class]
+    if unknown or missing:
+        raise ValueError(
+            f"data.labels_per_class: {'unknown emotion(s) ' + str(unknown) if unknown else ''}"
+            f"{'; ' if unknown and missing else ''}"
+            f"{'no budget for ' + ', '.join(missing) if missing else ''}; "
+            f"name each of {', '.join(EMOTIONS)} once"
+        )
+    bad = {e: v for e, v in labels_per_class.items() if not _count(v)}
+    if bad:
+        raise ValueError(f"data.labels_per_class: budgets must be integers >= 1, got {bad}")
+    return [int(labels_per_class[e]) for e in EMOTIONS]
+
+
 def validate_protocol(
-    labels_per_class: int | None, label_fraction: float | None, val_fraction: float
+    labels_per_class: Budget | None, label_fraction: float | None, val_fraction: float
 ) -> None:
     if labels_per_class is not None and label_fraction is not None:
         raise ValueError(
             "give either data.labels_per_class or data.label_fraction, not both "
             f"(got {labels_per_class} and {label_fraction}); set the other to null"
         )
-    if labels_per_class is not None and (
-        isinstance(labels_per_class, bool)
-        or not isinstance(labels_per_class, (int, np.integer))
-        or labels_per_class < 1
-    ):
-        raise ValueError(f"data.labels_per_class must be an integer >= 1, got {labels_per_class!r}")
+    if labels_per_class is not None:
+        class_budgets(labels_per_class)
     if label_fraction is not None and not 0 < label_fraction <= 1:
         raise ValueError(f"data.label_fraction must be in (0, 1], got {label_fraction!r}")
     if not 0 <= val_fraction < 1:
@@ -96,7 +125,7 @@ def make_splits(
     train: Manifest,
     test: Manifest,
     *,
-    labels_per_class: int | None = None,
+    labels_per_class: Budget | None = None,
     label_fraction: float | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
@@ -111,8 +140,9 @@ def make_splits(
 
     - val: ``round(val_fraction * n)`` of a class, at least 1 when it has >= 2
       images, and never all of it (the class must stay trainable).
-    - labeled: ``labels_per_class`` of the rest (all of it, with a warning, if
-      fewer), or ``round(label_fraction * rest)`` (at least 1), or all the rest.
+    - labeled: ``labels_per_class`` of the rest (one number, or one per emotion by name;
+      all of it, with a warning, if fewer), or ``round(label_fraction * rest)`` (at least
+      1), or all the rest.
     - unlabeled: what remains, with ``extra_unlabeled`` appended.
 
     The input order does not matter (train is sorted by path first), and each
@@ -129,6 +159,7 @@ def make_splits(
         )
     train = train.subset(np.argsort(train.paths, kind="stable"))
     rng = np.random.default_rng(seed)
+    budgets = None if labels_per_class is None else class_budgets(labels_per_class)
     val_idx, labeled_idx, pool_idx = [], [], []
     for c in range(NUM_CLASSES):
         members = np.flatnonzero(train.labels == c)
@@ -138,15 +169,15 @@ def make_splits(
         order = rng.permutation(members)
         n_val = min(max(_round(val_fraction * n), 1 if val_fraction > 0 else 0), n - 1)
         rest = n - n_val
-        if labels_per_class is not None:
-            n_labeled = min(labels_per_class, rest)
-            if rest < labels_per_class:
+        if budgets is not None:
+            n_labeled = min(budgets[c], rest)
+            if rest < budgets[c]:
                 log.warning(
-                    "%s has only %d training images after validation, fewer than "
-                    "data.labels_per_class=%d: all of them are labeled, none go to the pool",
+                    "%s has only %d training images after validation, fewer than its "
+                    "data.labels_per_class budget %d: all of them are labeled, none go to the pool",
                     EMOTIONS[c],
                     rest,
-                    labels_per_class,
+                    budgets[c],
                 )
         elif label_fraction is not None:
             n_labeled = max(_round(label_fraction * rest), 1)
