@@ -101,12 +101,13 @@ def teacher_settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-# the seed and what copies it: runs that differ only here are one configuration's repeats
-SEED_KEYS = ("seed", "data.seed", "data.split_seed")
+# the seed, what copies it and the cross-validation fold: runs that differ only here are one
+# configuration's repeats (a study over folds is reported like one over seeds)
+SEED_KEYS = ("seed", "data.seed", "data.split_seed", "data.fold")
 
 
 def group_key(values: Mapping[str, Any]) -> str:
-    """The configuration of a run less its seed, hashed: the report groups runs by it."""
+    """The configuration of a run less its seed and fold, hashed: the report groups by it."""
     return digest({k: v for k, v in values.items() if k not in SEED_KEYS})
 
 

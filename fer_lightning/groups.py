@@ -54,12 +54,16 @@ class Group:
         return mean_std([getattr(r, which)[key] for r in self.done])
 
     def paired(self, key: str = "test_macro_f1") -> list[float]:
-        """Per seed: the final round's ``key`` less the study baseline's of the same seed
-        (without a baseline: less its own teacher's)."""
+        """Per seed (and fold): the final round's ``key`` less the study baseline's of the
+        same seed and fold (without a baseline: less its own teacher's)."""
         if self.baseline is None:
             return [r.final[key] - r.teacher[key] for r in self.done]
-        reference = {r.seed: r.final for r in self.baseline.done}
-        return [r.final[key] - reference[r.seed][key] for r in self.done if r.seed in reference]
+        reference = {(r.seed, r.fold): r.final for r in self.baseline.done}
+        return [
+            r.final[key] - reference[r.seed, r.fold][key]
+            for r in self.done
+            if (r.seed, r.fold) in reference
+        ]
 
     def start(self, key: str = "test_macro_f1") -> float:
         """What the group is measured from: the baseline's mean, else its teachers'."""

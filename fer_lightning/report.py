@@ -69,6 +69,7 @@ class RunSummary:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""  # the name without the overrides all compared runs share
     seed: int | None = None
+    fold: int | None = None  # data.fold of a cross-validation (data.folds), else None
     role: str | None = None  # the study role (baseline, a strategy, ceiling), if any
     group: str = ""  # digest of the experiment settings less the seed (groups.py)
 
@@ -157,6 +158,8 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             problems.append("missing .hydra/config.yaml")
         else:
             run.seed = cfg.get("seed")
+            data = cfg.get("data") or {}
+            run.fold = data.get("fold") if data.get("folds") else None
             run.role = cfg.get("study")
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
@@ -231,6 +234,7 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
         "run": run.label,
         "status": run.status,
         "seed": run.seed,
+        "fold": run.fold,
         "role": run.role,
         "group": run.group,
         "final_round": final.get("round"),

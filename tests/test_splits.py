@@ -158,7 +158,10 @@ def test_summary_table() -> None:
     ("options", "message"),
     [
         ({"labels_per_class": 5, "label_fraction": 0.1}, "data.labels_per_class or data.label"),
-        ({"labels_per_class": 0}, r"data.labels_per_class must be an integer >= 1 or a mapping .*, got 0"),
+        (
+            {"labels_per_class": 0},
+            r"labels_per_class must be an integer >= 1 or a .*, got 0",
+        ),
         ({"labels_per_class": 2.5}, r"data.labels_per_class must be an integer"),
         ({"labels_per_class": {"fear": 2}}, r"no budget for surprise, disgust, happiness, "),
         (

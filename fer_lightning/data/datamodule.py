@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,9 @@ class FERDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         labels_per_class: int | Mapping[str, int] | None = None,
+        folds: int | None = None,
+        fold: int = 0,
+        subject_pattern: str | None = None,
         label_fraction: float | None = None,
         val_fraction: float = 0.1,
         unlabeled_dir: str | None = None,
@@ -114,6 +118,14 @@ class FERDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        if folds is not None and not (
+            isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2
+        ):
+            raise ConfigError(f"data.folds must be an integer >= 2 (or null), got {folds!r}")
+        if folds is not None and not (isinstance(fold, int) and 0 <= fold < folds):
+            raise ConfigError(f"data.fold must be one of 0..{folds - 1} (data.folds={folds})")
+        self.folds, self.fold = folds, fold
+        self.subject_pattern = subject_pattern
         self.labels_per_class = (
             dict(labels_per_class) if isinstance(labels_per_class, Mapping) else labels_per_class
         )
@@ -151,6 +163,8 @@ class FERDataModule(pl.LightningDataModule):
     def build_splits(self) -> Splits:
         """Read the source, check every image, and apply the split protocol."""
         manifests = self.source(self.root)
+        if self.folds:
+            manifests = self._cross_validation(manifests)
         for name in (self.train_split, self.test_split):
             if name not in manifests:
                 raise DataError(
@@ -175,6 +189,57 @@ class FERDataModule(pl.LightningDataModule):
             seed=self.split_seed,
             extra_unlabeled=extra,
         )
+
+    def _cross_validation(self, manifests: Mapping[str, Manifest]) -> dict[str, Manifest]:
+        """``data.fold`` of ``data.folds`` as the test split, the other folds as train.
+
+        Folds hold whole subjects (``data.subject_pattern``'s first group, matched in each
+        file name: a person is never in train and test), dealt out in an order shuffled by
+        ``data.split_seed``; without a pattern, by image (said in the log).
+        """
+        if self.train_split not in manifests:
+            raise DataError(
+                f"split {self.train_split!r} not found in {self.root}; found: "
+                f"{', '.join(sorted(manifests))} (set data.train_split)"
+            )
+        pooled = manifests[self.train_split]
+        if self.test_split in manifests and self.test_split != self.train_split:
+            pooled = pooled.concat(manifests[self.test_split])
+        if self.subject_pattern:
+            pattern = re.compile(self.subject_pattern)
+            subjects = []
+            for path in pooled.paths.tolist():
+                found = pattern.search(Path(path).name)
+                if found is None:
+                    raise DataError(
+                        f"{path}: data.subject_pattern={self.subject_pattern!r} does not match "
+                        "its file name; give a pattern whose first group is the subject"
+                    )
+                subjects.append(found.group(1) if pattern.groups else found.group(0))
+        else:
+            log.info("data.folds=%d without data.subject_pattern: folds by image", self.folds)
+            subjects = pooled.paths.tolist()
+        people = np.array(sorted(set(subjects)))
+        if len(people) < self.folds:
+            raise DataError(
+                f"data.folds={self.folds} but {self.root} has {len(people)} subjects; "
+                "use fewer folds"
+            )
+        shuffled = np.random.default_rng(self.split_seed).permutation(people)
+        fold_of = {person: i % self.folds for i, person in enumerate(shuffled)}
+        test = np.array([fold_of[p] == self.fold for p in subjects])
+        log.info(
+            "fold %d of %d: %d test images of %d subjects, %d train images",
+            self.fold,
+            self.folds,
+            int(test.sum()),
+            sum(1 for p in people if fold_of[p] == self.fold),
+            int((~test).sum()),
+        )
+        return {
+            self.train_split: pooled.subset(np.flatnonzero(~test)),
+            self.test_split: pooled.subset(np.flatnonzero(test)),
+        }
 
     def prepare_data(self) -> None:
         if self.splits_dir is not None and not self._splits_saved():

@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -344,6 +345,85 @@ def read_class_folders(root: str | os.PathLike) -> dict[str, Manifest]:
             labels += [label] * len(images)
         manifests[split_dir.name] = Manifest(np.array(paths, dtype=np.str_), np.array(labels))
     return _finish(manifests, f"class folders {root}")
+
+
+def _kept(label: str, drop: Sequence[str], where: str) -> int | None:
+    """The class of ``label``, None when the config drops it; an error naming the way out
+    for a class outside the 7 basic emotions."""
+    if label in drop:
+        return None
+    try:
+        return emotion_index(label)
+    except ValueError:
+        raise DataError(
+            f"{where}: {label!r} is not one of the 7 basic emotions ({', '.join(EMOTIONS)}); "
+            f"leave its faces out with data.source.drop_classes=[{label}]"
+        ) from None
+
+
+def _log_dropped(dropped: Counter, where: str) -> None:
+    if dropped:
+        counts = ", ".join(f"{n} {label}" for label, n in sorted(dropped.items()))
+        log.info("%s: left out (data.source.drop_classes): %s", where, counts)
+
+
+def read_ckplus(root: str | os.PathLike, drop_classes: Sequence[str] = ()) -> dict[str, Manifest]:
+    """CK+ in its CK+48 layout, ``root/<emotion>/S010_004_00000017.png``: one split, ``train``.
+
+    CK+ has no official test split: the literature cross-validates by subject
+    (``data.folds``, the subject from the file name). Contempt is not a basic emotion:
+    ``drop_classes`` must name it (``conf/data/ckplus.yaml`` does), and the log counts it.
+    """
+    root = _root(root, "CK+48 data set")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root} has no class folders; expected {root}/<emotion>/*.png (CK+48)")
+    paths: list[str] = []
+    labels: list[int] = []
+    dropped: Counter = Counter()
+    for class_dir in class_dirs:
+        images = sorted(str(p) for p in class_dir.iterdir() if p.is_file() and is_image(p))
+        label = _kept(class_dir.name, drop_classes, f"class folder {class_dir}")
+        if label is None:
+            dropped[class_dir.name] += len(images)
+            continue
+        paths += images
+        labels += [label] * len(images)
+    _log_dropped(dropped, f"CK+48 {root}")
+    return _finish(
+        {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"CK+ {root}"
+    )
+
+
+JAFFE_CODES = {"AN": "anger", "DI": "disgust", "FE": "fear", "HA": "happiness",
+               "NE": "neutral", "SA": "sadness", "SU": "surprise"}  # fmt: skip
+
+
+def read_jaffe(root: str | os.PathLike) -> dict[str, Manifest]:
+    """JAFFE: ``root/KA.AN1.39.tiff`` (subject KA, anger, take 1): one split, ``train``.
+
+    The emotion is the second field's letters; JAFFE has no test split, so it is
+    cross-validated by subject (``data.folds``, ``data.subject_pattern``).
+    """
+    root = _root(root, "JAFFE data set")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image(p))
+    if not files:
+        raise DataError(f"{root} holds no images; expected JAFFE's files, e.g. KA.AN1.39.tiff")
+    paths: list[str] = []
+    labels: list[int] = []
+    for path in files:
+        fields = path.name.split(".")
+        code = fields[1][:2].upper() if len(fields) >= 3 else ""
+        if code not in JAFFE_CODES:
+            raise DataError(
+                f"{path}: not a JAFFE name (<subject>.<emotion code><take>.<number>.<ext>, "
+                f"the code one of {', '.join(JAFFE_CODES)})"
+            )
+        paths.append(str(path))
+        labels.append(emotion_index(JAFFE_CODES[code]))
+    return _finish(
+        {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"JAFFE {root}"
+    )
 
 
 def read_unlabeled_folder(root: str | os.PathLike) -> Manifest:

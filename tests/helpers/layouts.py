@@ -121,3 +121,30 @@ def make_fer2013_csv(path: Path, per_usage: dict[str, Sequence[int]]) -> Path:
                 pixels = rng.integers(0, 256, 48 * 48)
                 writer.writerow([label, " ".join(map(str, pixels)), usage])
     return path
+
+
+CKPLUS_FOLDERS = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+
+
+def make_ckplus48(root: Path, subjects: int, per_subject: int = 1) -> Path:
+    """CK+48: ``root/<emotion>/S<subject>_<sequence>_<frame>.png``; each subject shows
+    every emotion folder ``per_subject`` times (frames of one sequence)."""
+    for s in range(subjects):
+        for folder in CKPLUS_FOLDERS:
+            for frame in range(per_subject):
+                name = f"S{100 + s:03d}_{CKPLUS_FOLDERS.index(folder) + 1:03d}_{frame:08d}.png"
+                write_image(root / folder / name, seed=s * 31 + frame)
+    return root
+
+
+JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
+
+
+def make_jaffe(root: Path, subjects: Sequence[str] = JAFFE_SUBJECTS[:4]) -> Path:
+    """JAFFE's flat folder: ``<subject>.<code><take>.<number>.tiff``, each code once per subject."""
+    number = 0
+    for subject in subjects:
+        for code in ("AN", "DI", "FE", "HA", "NE", "SA", "SU"):
+            number += 1
+            write_image(root / f"{subject}.{code}1.{number}.tiff", seed=number)
+    return root
