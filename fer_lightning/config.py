@@ -130,10 +130,11 @@ def _check_data(data: Mapping[str, Any]) -> None:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ConfigError(f"data.{key}={value!r}: must be a number")
-    if data.get("val_fraction", 0.1) == 0:
+    if data.get("val_fraction", 0.1) == 0 and not data.get("val_split"):
         raise ConfigError(
             "data.val_fraction=0: fer-train needs a validation split to choose each round's "
-            "best checkpoint (never the test set); use a fraction in (0, 1), e.g. 0.1"
+            "best checkpoint (never the test set); use a fraction in (0, 1), e.g. 0.1, or name "
+            "a validation split of the source with data.val_split"
         )
     _int("data.batch_size", data.get("batch_size", 1), 1)
     _int("data.min_image_side", data.get("min_image_side", 1), 1)

@@ -60,3 +60,5 @@ def test_fer_train_runs_on_the_csv(fer_csv, tmp_path):
     assert (tmp_path / "run" / "round_0" / "DONE").is_file()
     test_split = (tmp_path / "run" / "splits" / "test.csv").read_text()
     assert test_split.count("PrivateTest") == 14  # 2 per emotion: the default test split
+    val_split = (tmp_path / "run" / "splits" / "val.csv").read_text()
+    assert val_split.count("PublicTest") == 7 and "Training" not in val_split  # validation given

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ from fer_lightning.data.splits import (
     ON_DUPLICATE,
     SPLIT_NAMES,
     Splits,
+    check_copies,
+    check_disjoint,
     drop_copies,
     make_splits,
 )
@@ -90,6 +93,7 @@ class FERDataModule(pl.LightningDataModule):
         subject_pattern: str | None = None,
         label_fraction: float | None = None,
         val_fraction: float = 0.1,
+        val_split: str | None = None,
         unlabeled_dir: str | None = None,
         split_seed: int = 0,
         on_corrupt: str = "fail",
@@ -130,7 +134,8 @@ class FERDataModule(pl.LightningDataModule):
             dict(labels_per_class) if isinstance(labels_per_class, Mapping) else labels_per_class
         )
         self.label_fraction = label_fraction
-        self.val_fraction = val_fraction
+        self.val_fraction = 0.0 if val_split else val_fraction
+        self.val_split = val_split
         self.unlabeled_dir = unlabeled_dir
         self.split_seed = split_seed
         self.on_corrupt = on_corrupt
@@ -165,22 +170,29 @@ class FERDataModule(pl.LightningDataModule):
         manifests = self.source(self.root)
         if self.folds:
             manifests = self._cross_validation(manifests)
-        for name in (self.train_split, self.test_split):
+        names = [self.train_split, self.test_split, *([self.val_split] if self.val_split else [])]
+        for name in names:
             if name not in manifests:
                 raise DataError(
                     f"split {name!r} not found in {self.root}; found: "
                     f"{', '.join(sorted(manifests)) or 'none'} "
-                    "(set data.train_split / data.test_split)"
+                    "(set data.train_split / data.test_split / data.val_split)"
                 )
         train = check_images(manifests[self.train_split], self.on_corrupt, self.min_image_side)
         test = check_images(manifests[self.test_split], self.on_corrupt, self.min_image_side)
+        val = None
+        if self.val_split:  # a split of the source's own (FER2013's PublicTest), not carved
+            val = check_images(manifests[self.val_split], self.on_corrupt, self.min_image_side)
         extra = None
         if self.unlabeled_dir:
             pool = read_unlabeled_folder(self.unlabeled_dir)
             extra = check_images(pool, self.on_corrupt, self.min_image_side)
         if self.on_duplicate == "drop":
             train, test, extra = drop_copies(train, test, extra)
-        return make_splits(
+            if val is not None:  # the held-out sets stay whole; training loses the copies
+                val, test, _ = drop_copies(val, test)
+                train, val, _ = drop_copies(train, val)
+        splits = make_splits(
             train,
             test,
             labels_per_class=self.labels_per_class,
@@ -189,6 +201,12 @@ class FERDataModule(pl.LightningDataModule):
             seed=self.split_seed,
             extra_unlabeled=extra,
         )
+        if val is None:
+            return splits
+        splits = dataclasses.replace(splits, val=val.subset(np.argsort(val.paths, kind="stable")))
+        check_disjoint(splits)
+        check_copies(splits)
+        return splits
 
     def _cross_validation(self, manifests: Mapping[str, Manifest]) -> dict[str, Manifest]:
         """``data.fold`` of ``data.folds`` as the test split, the other folds as train.
