@@ -34,7 +34,14 @@ from fer_lightning.models.losses import soft_cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP_BATCHES = 3  # untimed at the start of each side: allocator, workers, first-call costs
-TINY = ["data.source.n_train=200", "data.source.n_test=40", "data.source.workers=1"]
+# the smoke runs (--tiny): a tiny set, and timm's tiny test network instead of MobileNetV2
+TINY = [
+    "data.source.n_train=200",
+    "data.source.n_test=40",
+    "data.source.workers=1",
+    "model.backbone=test_efficientnet",
+    "model.weights=null",
+]
 
 
 def parser(

@@ -137,6 +137,8 @@ def make_cases(tiny: bool) -> dict[str, Case]:
             "data.batch_size=16",
             "data.num_workers=2",
             "trainer.max_epochs=2",
+            "model.backbone=test_efficientnet",  # timm's tiny test network
+            "model.weights=null",
         ]
         return {
             "demo": Case("demo", 150, [*small, "pseudo_label.rounds=0"]),

@@ -144,7 +144,9 @@ def _short(value: str) -> str:
 MAX_JOB_NAME = 200  # characters of a job directory's name; longer ones end in a hash
 
 
-def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> str:
+def job_dirname(
+    overrides: Sequence[str], exclude_keys: Sequence[str] = (), limit: int | None = MAX_JOB_NAME
+) -> str:
     """A sweep job's directory name: its overrides as ``key=value`` joined by commas.
 
     Runtime keys (where files go, the machine) are left out, path values are shortened
@@ -153,7 +155,8 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> s
     hashed into a last ``excluded=<hash>`` item: jobs that differ only in an excluded
     key get different directories, and the record of each directory
     (:mod:`fer_lightning.run_dir`) refuses another experiment in any case. A name longer
-    than :data:`MAX_JOB_NAME` is cut and ends in a hash of the whole name.
+    than ``limit`` (:data:`MAX_JOB_NAME`) is cut and ends in a hash of the whole name;
+    ``limit=None`` keeps it whole (``fer-report``'s labels).
     """
     named, hidden = [], []
     for override in overrides:
@@ -164,8 +167,8 @@ def job_dirname(overrides: Sequence[str], exclude_keys: Sequence[str] = ()) -> s
     if hidden:
         named.append(f"excluded={digest(sorted(hidden), 6)}")
     name = ",".join(sorted(named)) or "defaults"
-    if len(name) > MAX_JOB_NAME:  # file systems refuse names over 255 bytes
-        name = f"{name[: MAX_JOB_NAME - 13]},...={digest(name, 8)}"
+    if limit is not None and len(name) > limit:  # file systems refuse names over 255 bytes
+        name = f"{name[: limit - 13]},...={digest(name, 8)}"
     return name
 
 

@@ -120,10 +120,11 @@ def _yaml(path: Path) -> Any:
 
 def _run_name(run_dir: Path, overrides: list[str]) -> str:
     """The run's sweep job name (:func:`fer_lightning.experiment.job_dirname` of its
-    overrides), else the directory name."""
+    overrides, never cut: the labels are what sets runs apart), else the directory name."""
     hydra = (_yaml(run_dir / HYDRA_DIR / "hydra.yaml") or {}).get("hydra", {})
     naming = hydra.get("job", {}).get("config", {}).get("override_dirname", {})
-    return job_dirname(overrides, naming.get("exclude_keys") or []) if overrides else run_dir.name
+    exclude = naming.get("exclude_keys") or []
+    return job_dirname(overrides, exclude, limit=None) if overrides else run_dir.name
 
 
 def _group_key(layout: RunDir, run: RunSummary) -> str:

@@ -16,6 +16,8 @@ from fer_lightning.emotions import EMOTIONS
 from tests.helpers.cli import train
 
 SMALL = [
+    "model.backbone=mobilenetv2_100",  # the demo's model and its ImageNet weights
+    "model.weights=imagenet",
     "data.source.n_train=280",
     "data.source.n_test=70",
     "data.source.workers=1",

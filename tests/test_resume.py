@@ -17,6 +17,7 @@ from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import job_dirname
 from fer_lightning.run_dir import RunDir
 from fer_lightning.teacher_cache import TeacherCache
+from tests.helpers.checkpoints import TINY_BACKBONE
 from tests.helpers.cli import (
     ENV,
     FAST,
@@ -308,4 +309,4 @@ def test_ckpt_path_continues_the_teacher_fit_and_refuses_another_backbone(
     assert fitted_rounds(tmp_path / "more" / "run") == [0]
     other = train(tmp_path / "other", *opts, "model=mobilenetv1", check=False)
     assert other.returncode == 2
-    assert "holds a 'mobilenetv2_100' model; this run builds 'mobilenetv1_100'" in other.stderr
+    assert f"holds a '{TINY_BACKBONE}' model; this run builds 'mobilenetv1_100'" in other.stderr

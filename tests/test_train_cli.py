@@ -239,7 +239,7 @@ def test_random_init_is_announced_once(raf, tmp_path):
     result = train(tmp_path, *raf_args(raf), "model=mobilenetv1", "pseudo_label=none")
     assert result.output.count("NO PRETRAINED WEIGHTS: model.backbone=mobilenetv1_100") == 1
     assert "model.pretrained=true" in result.output and "model.weights=PATH" in result.output
-    default = train(tmp_path / "v2", *raf_args(raf), "pseudo_label=none")  # offline ImageNet
+    default = train(tmp_path / "v2", *raf_args(raf), "model=mobilenetv2", "pseudo_label=none")
     assert "NO PRETRAINED WEIGHTS" not in default.output
 
 
