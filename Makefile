@@ -34,8 +34,11 @@ lock: install
 demo: install
 	$(VENV)/bin/fer-train experiment=demo $(ARGS)
 
+# two processes, each running whole test files (session fixtures are not computed twice
+# within a file); PYTEST_WORKERS=0 runs the suite in one process
+PYTEST_WORKERS ?= 2
 test: install
-	$(VENV)/bin/pytest -q $(ARGS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

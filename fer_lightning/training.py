@@ -190,9 +190,8 @@ def fit_round(
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # before testing, which restores the callbacks' state from the best checkpoint
     spent = {"cost/seconds": round(cost.seconds, 3), "cost/images": cost.images}
-    online = {  # an online method's audit of its last epoch on the pool (pool/*)
-        key: float(v) for key, v in trainer.callback_metrics.items() if key.startswith("pool/")
-    }
+    # an online method's audit of its last epoch on the pool (pool/*), kept in its checkpoints
+    online = dict(getattr(model, "pool_audit", {}))
     # checkpoints are written in the background (AsyncCheckpointIO); rank 0's fit returns
     # once they are on disk, and the other ranks read them only after that
     trainer.strategy.barrier("checkpoints_written")

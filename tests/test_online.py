@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,17 +20,13 @@ from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.models.losses import soft_cross_entropy
 from tests.helpers.checkpoints import TINY_BACKBONE
 from tests.helpers.cli import (
-    ENV,
-    HELPERS,
+    ONLINE,
     evaluate,
     fer,
     raf_args,
     tensorboard_tags,
     train,
-    train_args,
 )
-
-ONLINE = ["model.mu=1", "model.tau=0.15", "model.ema_decay=0.9"]  # tiny data: targets do pass
 
 
 def _batch(seed: int = 0, n: int = 4, mu: int = 2) -> dict:
@@ -231,33 +224,3 @@ def test_an_online_checkpoint_is_read_by_eval_predict_and_export(fixmatch_run, r
     assert type(served) is FERClassifier
     state = read_checkpoint(best)["state_dict"]
     assert all(torch.equal(v, state[f"net.{k}"]) for k, v in served.net.state_dict().items())
-
-
-def test_an_online_fit_killed_inside_resumes_to_the_same_results(tmp_path, raf):
-    """kill -9 at the second epoch of a FlexMatch fit: the pool stream, the EMA and the
-    statuses continue from last.ckpt as if nothing happened."""
-    opts = [*raf_args(raf), "method=flexmatch", *ONLINE, f"model.backbone={TINY_BACKBONE}",
-            "model.weights=null", "pseudo_label.rounds=0", "trainer.max_epochs=2",
-            "trainer.deterministic=true"]  # fmt: skip
-    train(tmp_path / "ref", *opts)
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(HELPERS / "killer.py"), "teacher_fit", *train_args(killed, *opts)],
-        cwd=killed, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
-    resumed = fer("train", [f"resume={killed / 'run'}"])
-    assert "round 0: resuming the interrupted fit" in resumed.output
-    runs = [tmp_path / "ref" / "run", killed / "run"]
-    rows = []
-    for run_dir in runs:
-        with open(run_dir / "rounds.csv", newline="") as f:
-            (row,) = csv.DictReader(f)
-        del row["seconds"]  # wall time: the one thing a resume cannot repeat
-        rows.append(row)
-    assert rows[0] == rows[1]
-    got, want = (json.loads((d / "round_0" / "metrics.json").read_text()) for d in runs)
-    for key in want:
-        if key.startswith(("test/", "val/", "pool/")):
-            assert got[key] == want[key], key

@@ -12,6 +12,7 @@ ordinary FERClassifier checkpoint to ``fer-eval``, ``fer-predict`` and ``fer-exp
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -28,6 +29,7 @@ from fer_lightning.pseudo.selection import debiased
 from fer_lightning.pseudo.strategies import class_thresholds
 
 STATUS_KEY = "flexmatch_status"  # the checkpoint entry holding FlexMatch's per-face state
+AUDIT_KEY = "pool_audit"  # the checkpoint entry holding the last epoch's audit
 
 
 class FixMatch(FERClassifier):
@@ -68,6 +70,7 @@ class FixMatch(FERClassifier):
         self.labeled_counts = torch.ones(NUM_CLASSES)
         self.hidden_labels: Tensor | None = None  # the pool's, for the audit only
         self._audit = torch.zeros(3, NUM_CLASSES)  # per predicted class: seen, passed, right
+        self.pool_audit: dict[str, float] = {}  # the last epoch's, read into metrics.json
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [EMA(self.ema_decay)] if self.ema_decay > 0 else []
@@ -135,14 +138,25 @@ class FixMatch(FERClassifier):
             counts = self.all_gather(counts).sum(dim=0)
         seen, kept, right = counts
         known = self.hidden_labels is not None and bool((self.hidden_labels >= 0).any())
-        share = lambda part, whole: part / whole if whole > 0 else torch.nan  # noqa: E731
-        self.log("pool/mask_rate", share(kept.sum(), seen.sum()))
+        share = lambda part, whole: float(part / whole) if whole > 0 else math.nan  # noqa: E731
+        audit = {"pool/mask_rate": share(kept.sum(), seen.sum())}
         if known:
-            self.log("pool/precision", share(right.sum(), kept.sum()))
+            audit["pool/precision"] = share(right.sum(), kept.sum())
         for c, emotion in enumerate(EMOTIONS):  # NaN: no face predicted (or kept) as it
-            self.log(f"pool/mask_{emotion}", share(kept[c], seen[c]))
+            audit[f"pool/mask_{emotion}"] = share(kept[c], seen[c])
             if known:
-                self.log(f"pool/precision_{emotion}", share(right[c], kept[c]))
+                audit[f"pool/precision_{emotion}"] = share(right[c], kept[c])
+        self.pool_audit = audit
+        for key, value in audit.items():
+            self.log(key, value)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[AUDIT_KEY] = dict(self.pool_audit)  # a resume with no epoch left reports it
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.pool_audit = dict(checkpoint.get(AUDIT_KEY, {}))
 
 
 class FlexMatch(FixMatch):
