@@ -26,7 +26,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.transforms import strong_transform, weak_transform
 from fer_lightning.run_dir import RunDir
-from fer_lightning.training import build_callbacks
+from fer_lightning.training import build_callbacks, build_loggers
 
 from harness import (
     WARMUP_BATCHES,
@@ -73,7 +73,7 @@ def fit(cfg, tmp: Path, tag: str, steps: int) -> Rate:
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         callbacks=build_callbacks(cfg, RunDir(tmp / tag), 0, [rate]),
-        logger=False,
+        logger=build_loggers(cfg, RunDir(tmp / tag), 0) or False,
         max_epochs=-1,
         max_steps=WARMUP_BATCHES + steps,
         limit_val_batches=0,

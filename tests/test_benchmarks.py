@@ -114,3 +114,21 @@ def test_real_faces_benchmark_prints_the_study_report(tmp_path):
     assert "study on the synthetic demo: 2 optimizer steps per fit" in out
     assert "| study=balanced | 1 |" in out and "| study=baseline | 1 |" in out
     assert "| steps |" in out  # each run's optimizer steps, the same for every fit
+
+
+def test_fixmatch_parity_benchmark_prints_both_sides():
+    out = bench("fixmatch_parity")
+    assert "| seed | fer steps | fer val | fer test | fer s | plain steps | plain val |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 1 |"))
+    assert row.split(" | ")[1] == "2" and row.split(" | ")[5] == "2"  # both sides: 2 steps
+    assert re.search(r"fer - plain test macro-F1: mean [-+][0-9.]+ points", out)
+
+
+def test_online_step_benchmark_prints_the_cost_of_a_step():
+    out = bench("online_step")
+    head = next(line for line in out.splitlines() if line.startswith("| size | mu |"))
+    row = next(line for line in out.splitlines() if line.startswith("| 32 |"))
+    cells = dict(zip(head.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert float(cells["fixmatch images/s"]) > 0 and float(cells["step cost"]) > 0
+    # an online step moves its pool views too: more bytes per step than a supervised one
+    assert float(cells["fixmatch KiB/step"]) > float(cells["sup KiB/step"])
