@@ -66,9 +66,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     groups = group_runs(runs)
     if is_study(groups):
-        print("\nConfigurations over seeds (test split, %, mean ± std over the finished runs; "
-              "final - teacher is paired per seed: each student against its own teacher, the "
-              "baseline's fit):\n")  # fmt: skip
+        paired = (
+            "final - baseline is paired per seed (and fold): each run against the study's "
+            "baseline run of the same seed"
+            if any(g.baseline for g in groups)
+            else "final - teacher is paired per seed: each student against its own teacher"
+        )
+        print(f"\nConfigurations over seeds (test split, %, mean ± std over the finished runs; "
+              f"{paired}; train s and images: a run's whole training cost):\n")  # fmt: skip
         print(groups_table(groups))
         print("\nTest F1 change per emotion, student - baseline (points, mean ± std):\n")
         print(emotion_changes_table(groups))
