@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.imagenet import imagenet_state_dict
 from fer_lightning.run_dir import RunDir
 
-from harness import REPO, build, compose_run, seeded_parser, seeds_and_overrides, table
+from harness import REPO, build, compose_run, parity, seeded_parser, seeds_and_overrides
 
 TAU, LAMBDA_U, DECAY = 0.95, 1.0, 0.999
 
@@ -162,39 +161,22 @@ def main(argv: list[str] | None = None) -> None:
     seeds, overrides = seeds_and_overrides(args)
     steps = 2 if args.tiny else args.steps
     budget = ["trainer.max_epochs=-1", f"trainer.max_steps={steps}", f"model.mu={args.mu}"]
-    rows, diffs = [], []
     with tempfile.TemporaryDirectory(prefix="fer-fixmatch-parity-") as name:
         tmp = Path(name)
         data_dir = tmp / "data" if args.tiny else REPO / "data"
         overrides = [f"paths.data_dir={data_dir}", *overrides, *budget]
-        for i, seed in enumerate(seeds):
+
+        def sides(seed: int) -> dict:
             cfg = compose_run([f"seed={seed}", "method=fixmatch", *overrides], False, tmp)
-            order = ["fer", "plain"] if i % 2 == 0 else ["plain", "fer"]
-            got = {}
-            for side in order:
-                if side == "fer":
-                    got[side] = fer_train(seed, tmp, overrides)
-                else:
-                    got[side] = plain_fixmatch(cfg, seed, args.mu)
-            diff = got["fer"]["test"] - got["plain"]["test"]
-            diffs.append(diff)
-            fer, plain = got["fer"], got["plain"]
-            rows.append(
-                [seed, fer["steps"], f"{100 * fer['val']:.1f}", f"{100 * fer['test']:.1f}",
-                 f"{fer['seconds']:.0f}", plain["steps"], f"{100 * plain['val']:.1f}",
-                 f"{100 * plain['test']:.1f}", f"{plain['seconds']:.0f}", f"{100 * diff:+.1f}"]
-            )  # fmt: skip
+            return {
+                "fer": lambda: fer_train(seed, tmp, overrides),
+                "plain": lambda: plain_fixmatch(cfg, seed, args.mu),
+            }
+
+        text = parity((seed, sides(seed)) for seed in seeds)
     print(f"fer-train method=fixmatch vs plain PyTorch FixMatch; overrides: {' '.join(overrides)}")
     print(f"tau {TAU}, lambda_u {LAMBDA_U}, EMA {DECAY}; macro-F1 in % of the EMA model\n")
-    header = ["seed", "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
-              "plain test", "plain s", "fer - plain"]  # fmt: skip
-    print(table(header, rows))
-    mean = statistics.mean(diffs)
-    print(
-        f"\nfer - plain test macro-F1: mean {100 * mean:+.1f} points, range "
-        f"{100 * min(diffs):+.1f} to {100 * max(diffs):+.1f} (goal >= 0: "
-        f"{'PASS' if mean >= 0 else 'MISS'})"
-    )
+    print(text)
 
 
 if __name__ == "__main__":

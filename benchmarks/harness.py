@@ -15,7 +15,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -220,3 +220,31 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+Side = Callable[[], dict[str, float]]  # one fit: its val and test macro-F1, steps and seconds
+
+
+def parity(seeds: Iterable[tuple[int, dict[str, Side]]]) -> str:
+    """fer-train against a plain loop, per seed, the side that goes first alternating:
+    the table of both sides and the mean difference of test macro-F1 (goal >= 0)."""
+    rows, diffs = [], []
+    for i, (seed, sides) in enumerate(seeds):
+        order = ["fer", "plain"] if i % 2 == 0 else ["plain", "fer"]
+        got = {side: sides[side]() for side in order}
+        fer, plain = got["fer"], got["plain"]
+        diff = fer["test"] - plain["test"]
+        diffs.append(diff)
+        rows.append(
+            [seed, fer["steps"], f"{100 * fer['val']:.1f}", f"{100 * fer['test']:.1f}",
+             f"{fer['seconds']:.0f}", plain["steps"], f"{100 * plain['val']:.1f}",
+             f"{100 * plain['test']:.1f}", f"{plain['seconds']:.0f}", f"{100 * diff:+.1f}"]
+        )  # fmt: skip
+    header = ["seed", "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
+              "plain test", "plain s", "fer - plain"]  # fmt: skip
+    mean = statistics.mean(diffs)
+    return (
+        f"{table(header, rows)}\n\nfer - plain test macro-F1: mean {100 * mean:+.1f} points, "
+        f"range {100 * min(diffs):+.1f} to {100 * max(diffs):+.1f} (goal >= 0: "
+        f"{'PASS' if mean >= 0 else 'MISS'})"
+    )

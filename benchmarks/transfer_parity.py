@@ -23,7 +23,6 @@ run the same optimizer steps: ``trainer.max_epochs=6``, or a step budget
 from __future__ import annotations
 
 import copy
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,10 +46,10 @@ from harness import (
     REPO,
     build,
     compose_run,
+    parity,
     real_face_overrides,
     seeded_parser,
     seeds_and_overrides,
-    table,
 )
 
 # fer-train with timm's fresh-head init (what the framework did before the zero-head fix)
@@ -153,40 +152,23 @@ def main(argv: list[str] | None = None) -> None:
     seeds, overrides = seeds_and_overrides(args)
     if args.data:
         overrides = [*real_face_overrides(args.data), *overrides]
-    rows, diffs = [], []
+    head = "timm's fresh-head init" if args.timm_head else "zero-initialised head"
     with tempfile.TemporaryDirectory(prefix="fer-parity-") as name:
         tmp = Path(name)
         data_dir = tmp / "data" if args.tiny else REPO / "data"
         overrides = [f"paths.data_dir={data_dir}", *overrides]
-        for i, seed in enumerate(seeds):
+
+        def sides(seed: int) -> dict:
             cfg = compose_run([f"seed={seed}", *overrides], tiny=False, tmp=tmp)
-            order = ["fer", "plain"] if i % 2 == 0 else ["plain", "fer"]
-            got = {}
-            for side in order:
-                if side == "fer":
-                    got[side] = fer_train(seed, tmp, overrides, args.timm_head)
-                else:
-                    got[side] = plain_finetune(cfg, seed)
-            diff = got["fer"]["test"] - got["plain"]["test"]
-            diffs.append(diff)
-            fer, plain = got["fer"], got["plain"]
-            rows.append(
-                [seed, fer["steps"], f"{100 * fer['val']:.1f}", f"{100 * fer['test']:.1f}",
-                 f"{fer['seconds']:.0f}", plain["steps"], f"{100 * plain['val']:.1f}",
-                 f"{100 * plain['test']:.1f}", f"{plain['seconds']:.0f}", f"{100 * diff:+.1f}"]
-            )  # fmt: skip
-    head = "timm's fresh-head init" if args.timm_head else "zero-initialised head"
+            return {
+                "fer": lambda: fer_train(seed, tmp, overrides, args.timm_head),
+                "plain": lambda: plain_finetune(cfg, seed),
+            }
+
+        text = parity((seed, sides(seed)) for seed in seeds)
     print(f"fer-train teacher ({head}) vs plain fine-tune; overrides: {' '.join(overrides)}")
     print("macro-F1 in %: best validation epoch, and test at that epoch\n")
-    header = ["seed", "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
-              "plain test", "plain s", "fer - plain"]  # fmt: skip
-    print(table(header, rows))
-    mean = statistics.mean(diffs)
-    print(
-        f"\nfer - plain test macro-F1: mean {100 * mean:+.1f} points, range "
-        f"{100 * min(diffs):+.1f} to {100 * max(diffs):+.1f} (goal >= 0: "
-        f"{'PASS' if mean >= 0 else 'MISS'})"
-    )
+    print(text)
 
 
 if __name__ == "__main__":
