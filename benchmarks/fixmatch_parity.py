@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,43 +26,17 @@ import timm
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassF1Score
-from transfer_parity import _augment, _tensors
+from transfer_parity import _augment, _tensors, fer_train
 
 from fer_lightning.data.images import read_rgb
 from fer_lightning.data.transforms import strong_transform, weak_transform
 from fer_lightning.emotions import NUM_CLASSES
 from fer_lightning.models.backbones import backbone_mean_std
 from fer_lightning.models.imagenet import imagenet_state_dict
-from fer_lightning.run_dir import RunDir
 
 from harness import REPO, build, compose_run, parity, seeded_parser, seeds_and_overrides
 
 TAU, LAMBDA_U, DECAY = 0.95, 1.0, 0.999
-
-
-def fer_train(seed: int, tmp: Path, overrides: list[str]) -> dict[str, float]:
-    run_dir = tmp / f"fer-{seed}"
-    args = [
-        "experiment=demo",
-        "method=fixmatch",
-        "pseudo_label.rounds=0",
-        "teacher_cache=false",
-        f"seed={seed}",
-        f"hydra.run.dir={run_dir}",
-        f"paths.log_dir={tmp}",
-        "trainer.enable_progress_bar=false",
-        *overrides,
-    ]
-    start = time.perf_counter()
-    command = [sys.executable, "-m", "fer_lightning.cli.train", *args]
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    metrics = RunDir(run_dir).read_metrics(0)
-    return {
-        "val": metrics["val/best_macro_f1"],
-        "test": metrics["test/macro_f1"],
-        "steps": metrics["steps"],
-        "seconds": time.perf_counter() - start,
-    }
 
 
 class Views:
@@ -169,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         def sides(seed: int) -> dict:
             cfg = compose_run([f"seed={seed}", "method=fixmatch", *overrides], False, tmp)
             return {
-                "fer": lambda: fer_train(seed, tmp, overrides),
+                "fer": lambda: fer_train(seed, tmp, ["method=fixmatch", *overrides], False),
                 "plain": lambda: plain_fixmatch(cfg, seed, args.mu),
             }
 
