@@ -70,11 +70,15 @@ def test_console_filters_only_the_named_third_party_noise(caplog):
     with caplog.at_level(logging.INFO, logger="pytorch_lightning.utilities.rank_zero"):
         log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
         log.info("💡 Tip: For seamless cloud logging, try installing [litlogger](...)")
+        # Lightning 2.6's tip in every fer-eval / fer-train (callback_connector.py, rank_zero_info)
+        log.info("💡 Tip: For seamless cloud uploads and versioning, try installing "
+                 "[litmodels](https://pypi.org/project/litmodels/) to enable ...")  # fmt: skip
         log.info("GPU available: False, used: False")
         log.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
         log.info("Restoring states from the checkpoint path at /x/best.ckpt")
         log.info("something Lightning has not said before")
-    assert "litlogger" not in caplog.text and "something Lightning" in caplog.text
+    assert "litlogger" not in caplog.text and "litmodels" not in caplog.text
+    assert "something Lightning" in caplog.text
     for chatter in ("GPU available", "Trainer.fit", "Restoring states"):
         assert chatter not in caplog.text, chatter  # hidden at the default level
     with caplog.at_level(logging.DEBUG, logger="pytorch_lightning.utilities.rank_zero"):
