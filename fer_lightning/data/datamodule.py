@@ -189,7 +189,7 @@ class FERDataModule(pl.LightningDataModule):
             extra = check_images(pool, self.on_corrupt, self.min_image_side)
         if self.on_duplicate == "drop":
             train, test, extra = drop_copies(train, test, extra)
-            if val is not None:  # the held-out sets stay whole; training loses the copies
+            if val is not None:  # test stays whole, then validation; training loses copies
                 val, test, _ = drop_copies(val, test)
                 train, val, _ = drop_copies(train, val)
         splits = make_splits(
