@@ -76,7 +76,7 @@ def test_targets_come_from_the_weak_view_and_the_mask_from_tau():
             unlabeled = (torch.nn.functional.cross_entropy(logits_strong, pseudo, reduction="none")
                          * mask).mean()  # fmt: skip
         assert loss.item() == pytest.approx((supervised + unlabeled).item(), rel=1e-5)
-        seen, kept, _ = model._audit
+        seen, kept, _, _ = model._audit
         assert seen.sum() == len(weak) and kept.sum() == mask.sum()
         if tau == 1.0:
             assert loss.item() == pytest.approx(supervised.item(), rel=1e-5)
@@ -94,7 +94,7 @@ def test_the_pool_truth_reaches_the_audit_and_never_the_loss():
         model = _module(tau=0.0).train()
         model.hidden_labels = truth
         losses.append(model.training_step(batch, 0).item())
-        right.append(model._audit[2].sum().item())
+        right.append(model._audit[3].sum().item())
     assert losses[0] == losses[1] == losses[2]
     assert right == [0, len(pseudo), 0]  # unknown, all right, all wrong
 

@@ -26,7 +26,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.models.classifier import FERClassifier
 from fer_lightning.models.losses import soft_cross_entropy
 from fer_lightning.pseudo.selection import debiased
-from fer_lightning.pseudo.strategies import class_thresholds
+from fer_lightning.pseudo.strategies import class_thresholds, correct_and_known, number_in
 
 STATUS_KEY = "flexmatch_status"  # the checkpoint entry holding FlexMatch's per-face state
 AUDIT_KEY = "pool_audit"  # the checkpoint entry holding the last epoch's audit
@@ -55,12 +55,11 @@ class FixMatch(FERClassifier):
         super().__init__(*args, **kwargs)
         if not isinstance(mu, int) or isinstance(mu, bool) or mu < 1:
             raise ConfigError(f"model.mu must be an integer >= 1, got {mu!r}")
-        for name, value, high in (("tau", tau, 1.0), ("lambda_u", lambda_u, 100.0)):
-            if not isinstance(value, int | float) or not 0.0 <= value <= high:
+        for name, value, high in (("tau", tau, 1.0), ("lambda_u", lambda_u, 100.0),
+                                  ("debias", debias, 2.0)):  # fmt: skip
+            if not number_in(value, 0.0, high):
                 raise ConfigError(f"model.{name} must be a number in [0, {high}], got {value!r}")
-        if not isinstance(debias, int | float) or not 0.0 <= debias <= 2.0:
-            raise ConfigError(f"model.debias must be a number in [0, 2], got {debias!r}")
-        if not isinstance(ema_decay, int | float) or not 0.0 <= ema_decay < 1.0:
+        if not number_in(ema_decay, 0.0, 1.0) or ema_decay == 1.0:
             raise ConfigError(f"model.ema_decay must be in [0, 1), got {ema_decay!r}")
         self.unlabeled_ratio = mu  # read by FERDataModule: pool faces per labeled face
         self.tau = float(tau)
@@ -69,7 +68,8 @@ class FixMatch(FERClassifier):
         self.ema_decay = float(ema_decay)
         self.labeled_counts = torch.ones(NUM_CLASSES)
         self.hidden_labels: Tensor | None = None  # the pool's, for the audit only
-        self._audit = torch.zeros(3, NUM_CLASSES)  # per predicted class: seen, passed, right
+        # per predicted class: seen, passed, passed with a known truth, of those right
+        self._audit = torch.zeros(4, NUM_CLASSES)
         self.pool_audit: dict[str, float] = {}  # the last epoch's, read into metrics.json
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -117,14 +117,14 @@ class FixMatch(FERClassifier):
 
     # -- the audit: per emotion, how many pool faces pass and how many of those are right --
     def _count(self, pseudo: Tensor, passed: Tensor, index: Tensor) -> None:
-        seen = torch.bincount(pseudo, minlength=NUM_CLASSES).cpu().float()
-        kept = torch.bincount(pseudo[passed], minlength=NUM_CLASSES).cpu().float()
-        right = torch.zeros(NUM_CLASSES)
-        if self.hidden_labels is not None:
+        pseudo, passed = pseudo.cpu(), passed.cpu()
+        seen = torch.bincount(pseudo, minlength=NUM_CLASSES)
+        kept = torch.bincount(pseudo[passed], minlength=NUM_CLASSES)
+        right = known = torch.zeros(NUM_CLASSES, dtype=torch.long)
+        if self.hidden_labels is not None:  # the offline audit's rule: over known truths only
             truth = self.hidden_labels[index.cpu()]
-            hit = (truth == pseudo.cpu()) & passed.cpu()
-            right = torch.bincount(pseudo.cpu()[hit], minlength=NUM_CLASSES).float()
-        self._audit += torch.stack([seen, kept, right])
+            right, known = correct_and_known(pseudo[passed], truth[passed], NUM_CLASSES)
+        self._audit += torch.stack([seen, kept, known, right]).float()
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -136,16 +136,16 @@ class FixMatch(FERClassifier):
         counts = self._audit.to(self.device)
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(dim=0)
-        seen, kept, right = counts
-        known = self.hidden_labels is not None and bool((self.hidden_labels >= 0).any())
+        seen, kept, known, right = counts
+        truth = self.hidden_labels is not None and bool((self.hidden_labels >= 0).any())
         share = lambda part, whole: float(part / whole) if whole > 0 else math.nan  # noqa: E731
         audit = {"pool/mask_rate": share(kept.sum(), seen.sum())}
-        if known:
-            audit["pool/precision"] = share(right.sum(), kept.sum())
+        if truth:
+            audit["pool/precision"] = share(right.sum(), known.sum())
         for c, emotion in enumerate(EMOTIONS):  # NaN: no face predicted (or kept) as it
             audit[f"pool/mask_{emotion}"] = share(kept[c], seen[c])
-            if known:
-                audit[f"pool/precision_{emotion}"] = share(right[c], kept[c])
+            if truth:
+                audit[f"pool/precision_{emotion}"] = share(right[c], known[c])
         self.pool_audit = audit
         for key, value in audit.items():
             self.log(key, value)
