@@ -73,7 +73,7 @@ class Group:
 
     def cost(self, key: str) -> tuple[float, float]:
         """Mean +- std over runs of a run's whole cost (``seconds`` or ``images``, all rounds)."""
-        return mean_std([sum(row.get(key, math.nan) for row in r.rounds) for r in self.done])
+        return mean_std([r.cost(key) for r in self.done])
 
     def gap_closed(self, ceiling: Group | None) -> float:
         """The share (0..1) of the baseline -> ceiling test macro-F1 gap this group closes."""

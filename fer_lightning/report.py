@@ -84,6 +84,10 @@ class RunSummary:
     def final(self) -> dict[str, Any] | None:
         return self.rounds[-1] if self.rounds else None
 
+    def cost(self, key: str) -> float:
+        """The whole run's ``seconds`` or ``images``: every round's, summed."""
+        return sum(r.get(key, math.nan) for r in self.rounds)
+
 
 def is_run_dir(path: Path) -> bool:
     """fer-train output: ``.hydra/``, a round folder or a rounds table (so a run that lost
@@ -136,6 +140,12 @@ def _group_key(layout: RunDir, run: RunSummary) -> str:
     return group_key(recorded)
 
 
+def _class_name(node: dict) -> str | None:
+    """The class a config node builds, by its own name (the last part of ``_target_``)."""
+    target = node.get("_target_")
+    return None if target is None else str(target).rsplit(".", 1)[-1]
+
+
 def _reason(err: Exception) -> str:
     return f"no {err.args[0]!r}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
 
@@ -165,10 +175,8 @@ def load_run(run_dir: str | os.PathLike) -> RunSummary:
             pseudo = cfg.get("pseudo_label") or {}  # as run_rounds: no group = teacher only
             run.student_rounds = int(pseudo.get("rounds", 0))
             strategy = pseudo.get("strategy") or {}
-            target = strategy.get("_target_")  # the class's own name: TopK, Crest, yours
-            run.strategy = None if target is None else str(target).rsplit(".", 1)[-1]
-            trainer_class = (cfg.get("model") or {}).get("_target_")
-            run.method = None if trainer_class is None else str(trainer_class).rsplit(".", 1)[-1]
+            run.strategy = _class_name(strategy)  # TopK, Crest, yours
+            run.method = _class_name(cfg.get("model") or {})  # FERClassifier, FixMatch, ...
             threshold = strategy.get("threshold")
             run.threshold = None if threshold is None else float(threshold)
     except Exception as err:  # unparsable YAML or odd values: report it, keep going
@@ -255,7 +263,7 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
     row["pseudo_precision"] = final.get("pseudo_precision")
     row["final_steps"] = final.get("steps")
     for key in ("seconds", "images"):  # the whole run's cost, every round
-        row[key] = sum(r.get(key, math.nan) for r in run.rounds) if run.rounds else None
+        row[key] = run.cost(key) if run.rounds else None
     row["overrides"] = " ".join(run.overrides)
     row["run_dir"] = str(run.run_dir)
     return row
