@@ -154,16 +154,26 @@ def _check_data(data: Mapping[str, Any]) -> None:
 
 
 def _check_model(model: Mapping[str, Any]) -> None:
-    import timm
+    """The class ``model._target_`` names checks its own options (unknown keys too); the
+    weights file is opened here once, before the run directory is claimed."""
+    from hydra.utils import get_class
 
     from fer_lightning.models.backbones import check_weights
+    from fer_lightning.models.classifier import FERClassifier
     from fer_lightning.models.imagenet import OFFLINE
 
-    backbone = str(model.get("backbone"))
-    if not timm.is_model(backbone.split(".")[0]):
+    target = str(model.get("_target_", ""))
+    try:
+        cls = get_class(target)
+    except Exception as err:  # Hydra's message names the missing module or attribute
+        raise ConfigError(f"model._target_={target!r}: cannot be imported ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, FERClassifier)):
         raise ConfigError(
-            f"model.backbone={backbone!r} is not a timm model (see timm.list_models())"
+            f"model._target_={target!r}: not a FERClassifier (fer_lightning.models.classifier); "
+            "a training method subclasses it (see conf/method/)"
         )
+    cls.check_options(model)
+    backbone = str(model.get("backbone"))
     check_weights(backbone, model.get("weights"))
     if not model.get("weights") and not model.get("pretrained"):
         log.warning(
@@ -175,21 +185,6 @@ def _check_model(model: Mapping[str, Any]) -> None:
             backbone,
             ", ".join(sorted(OFFLINE)),
         )
-    _fraction("model.drop_rate", model.get("drop_rate", 0.0))
-    _fraction("model.label_smoothing", model.get("label_smoothing", 0.0))
-    _int("model.freeze_backbone_epochs", model.get("freeze_backbone_epochs", 0), 0)
-    weights = model.get("class_weights")
-    if weights is not None and (
-        not isinstance(weights, list)
-        or len(weights) != 7
-        or not all(isinstance(w, int | float) and w >= 0 for w in weights)
-    ):
-        raise ConfigError(
-            f"model.class_weights={weights!r}: must be 7 non-negative numbers in RAF-DB order"
-        )
-    lr = (model.get("optimizer") or {}).get("lr")
-    if lr is not None and (not isinstance(lr, int | float) or lr <= 0):
-        raise ConfigError(f"model.optimizer.lr={lr!r}: must be a number > 0")
 
 
 def _check_trainer(trainer: Mapping[str, Any]) -> None:

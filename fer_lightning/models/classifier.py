@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -23,9 +24,11 @@ from torchmetrics.classification import (
 )
 
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
-from fer_lightning.models.backbones import backbone_mean_std, create_backbone
+from fer_lightning.errors import ConfigError
+from fer_lightning.models.backbones import backbone_mean_std, check_backbone, create_backbone
 from fer_lightning.models.losses import soft_cross_entropy
 from fer_lightning.plots import confusion_matrix_figure
+from fer_lightning.pseudo.strategies import number_in
 from fer_lightning.resize import resize
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,7 @@ class FERClassifier(pl.LightningModule):
         for key, value in self.hparams.items():
             if isinstance(value, DictConfig | ListConfig):
                 self.hparams[key] = OmegaConf.to_container(value, resolve=True)
+        type(self).check_options(self.hparams)
         self.net = create_backbone(
             backbone, NUM_CLASSES, pretrained=pretrained, weights=weights, drop_rate=drop_rate
         )
@@ -110,13 +114,7 @@ class FERClassifier(pl.LightningModule):
         self.scheduler_cfg = dict(scheduler) if scheduler else None
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.label_smoothing = label_smoothing
-        cw = (
-            None
-            if class_weights is None
-            else torch.tensor(list(class_weights), dtype=torch.float32)
-        )
-        if cw is not None and cw.numel() != NUM_CLASSES:
-            raise ValueError(f"model.class_weights needs {NUM_CLASSES} values, got {cw.numel()}")
+        cw = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", cw, persistent=False)
         # not persistent: derived from the backbone's name, so checkpoints keep their keys
         mean, std = backbone_mean_std(backbone)
@@ -127,6 +125,53 @@ class FERClassifier(pl.LightningModule):
         self.channels_last = channels_last
         self.compile_net = compile
         self.memory_format = torch.contiguous_format  # inputs follow the weights' layout
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        """The ``model.*`` keys this class takes: its constructor's and its bases' arguments."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+            names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY or
+                      p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}  # fmt: skip
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return names
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Check the ``model.*`` options: fer-train calls it before anything is written, the
+        constructor calls it again, so each rule lives here once. Subclasses add theirs."""
+        hydra_keys = {k for k in options if k.startswith("_") and k.endswith("_")}  # _target_
+        unknown = sorted(set(options) - cls.option_names() - hydra_keys)
+        if unknown:
+            raise ConfigError(
+                f"model: unknown option(s) {unknown} for {cls.__name__}; valid: "
+                + ", ".join(sorted(cls.option_names()))
+            )
+        check_backbone(str(options.get("backbone", "mobilenetv1_100")))
+        for name in ("drop_rate", "label_smoothing"):
+            if not number_in(options.get(name, 0.0), 0.0, 1.0) or options.get(name) == 1.0:
+                raise ConfigError(f"model.{name}={options.get(name)!r}: must be a number in [0, 1)")
+        epochs = options.get("freeze_backbone_epochs", 0)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ConfigError(f"model.freeze_backbone_epochs={epochs!r}: must be an integer >= 0")
+        weights = options.get("class_weights")
+        if weights is not None and (
+            not isinstance(weights, Sequence)
+            or isinstance(weights, str)
+            or len(weights) != NUM_CLASSES
+            or not all(number_in(w, 0.0, math.inf) for w in weights)
+        ):
+            raise ConfigError(
+                f"model.class_weights={weights!r}: must be {NUM_CLASSES} non-negative numbers, "
+                "one per emotion in the order " + ", ".join(EMOTIONS)
+            )
+        lr = (options.get("optimizer") or {}).get("lr")
+        if lr is not None and (not number_in(lr, 0.0, math.inf) or lr == 0):
+            raise ConfigError(f"model.optimizer.lr={lr!r}: must be a number > 0")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record how to feed the network, so inference never needs the training class."""
