@@ -60,7 +60,14 @@ AFTER_TEACHER = ("pseudo_label", "study")
 MACHINE_GROUPS = ("trainer",)
 
 
+# a cross-dataset test set, eval_sets.<name>, is a data preset: its keys count as data.<key>
+EVAL_SETS = "eval_sets"
+
+
 def under(key: str, prefixes: Iterable[str]) -> bool:
+    head, _, rest = key.partition(".")
+    if head == EVAL_SETS and "." in rest:  # eval_sets.fer2013.splits_dir: as data.splits_dir
+        key = "data." + rest.split(".", 1)[1]
     return any(key == p or key.startswith(f"{p}.") for p in prefixes)
 
 

@@ -33,7 +33,7 @@ from fer_lightning.groups import (
 )
 from fer_lightning.io import atomic_path, write_csv
 from fer_lightning.plots import confusion_matrix_figure, grouped_bars_figure, threshold_figure
-from fer_lightning.results import pct
+from fer_lightning.results import eval_set_names, pct, prefix
 from fer_lightning.run_dir import HYDRA_DIR, RunDir
 
 REPORT_CSV = "report.csv"
@@ -259,6 +259,9 @@ def summary_row(run: RunSummary) -> dict[str, Any]:
     }
     row.update({f"teacher_test_f1_{e}": teacher.get(f"test_f1_{e}") for e in EMOTIONS})
     row.update({f"final_test_f1_{e}": final.get(f"test_f1_{e}") for e in EMOTIONS})
+    for name in eval_set_names(final):  # cross-dataset test sets: test@<name>/macro_f1
+        for stage, values in (("teacher", teacher), ("final", final)):
+            row[f"{stage}_{prefix(name)}macro_f1"] = values.get(prefix(name) + "macro_f1")
     row["pseudo_added"] = final.get("pseudo_added")
     row["pseudo_precision"] = final.get("pseudo_precision")
     row["final_steps"] = final.get("steps")
@@ -310,6 +313,21 @@ def report_table(runs: Sequence[RunSummary]) -> str:
             run.status,
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def eval_sets_table(runs: Sequence[RunSummary]) -> str | None:
+    """Macro-F1 (%) on each cross-dataset test set (``eval_sets``), teacher and final round;
+    None when no run has one. A set's macro-F1 leaves out the emotions it lacks."""
+    names = list(dict.fromkeys(n for run in runs for n in eval_set_names(run.final or {})))
+    if not names:
+        return None
+    header = ["run", *(f"{name} {stage}" for name in names for stage in ("teacher", "final"))]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for run in runs:
+        teacher, final = run.teacher or {}, run.final or {}
+        cells = [pct(r.get(prefix(n) + "macro_f1")) for n in names for r in (teacher, final)]
+        lines.append("| " + " | ".join([run.label.replace("|", "\\|"), *cells]) + " |")
     return "\n".join(lines)
 
 

@@ -23,6 +23,21 @@ def absent_emotions(metrics: Mapping[str, float], stage: str = "test") -> list[s
     return [e for e in EMOTIONS if metrics.get(f"{stage}/support_{e}", 1) == 0]
 
 
+def prefix(name: str) -> str:
+    """The metrics' key prefix of cross-dataset test set ``name`` (``test@fer2013/``)."""
+    return f"test@{name}/"
+
+
+def eval_set_names(metrics: Mapping[str, object]) -> list[str]:
+    """The cross-dataset test sets a round's metrics hold, in the order they were tested."""
+    ends = ("test@", "/macro_f1")
+    return [
+        k[len(ends[0]) : -len(ends[1])]
+        for k in metrics
+        if k.startswith(ends[0]) and k.endswith(ends[1])
+    ]
+
+
 def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
     """Accuracy, macro-F1 and per-emotion F1/precision/recall (in %) as a markdown table;
     an emotion absent from the split shows "—" and is named under the table."""
@@ -38,10 +53,11 @@ def metrics_table(metrics: Mapping[str, float], stage: str = "test") -> str:
     for e in EMOTIONS:
         cells = [pct(metrics.get(f"{stage}/{m}_{e}")) for m in ("f1", "precision", "recall")]
         lines.append(f"| {e} | " + " | ".join([ABSENT] * 3 if e in absent else cells) + " |")
-    if absent:
+    if absent:  # torchmetrics' macro-F1 counts a predicted class; an eval set's does not
+        held = "" if stage.startswith("test@") else " (and any the model predicted)"
         lines.append(
             f"\n{ABSENT}: no {stage} face of {', '.join(absent)}, so no F1; macro-F1 averages "
-            "the emotions the split holds (and any the model predicted)"
+            f"the emotions the split holds{held}"
         )
     return "\n".join(lines)
 

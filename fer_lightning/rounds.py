@@ -20,6 +20,7 @@ from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
 from fer_lightning.config import PseudoLabelConfig, build
 from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import model_seed
+from fer_lightning.eval_sets import read_eval_sets
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.io import write_csv
 from fer_lightning.models.checkpoints import load_classifier, load_weights
@@ -81,6 +82,8 @@ class Rounds:
     def _prepare_data(self) -> None:
         self.dm.prepare_data()
         self.dm.setup("fit")
+        # read now, so a wrong path or split stops the run before the teacher trains
+        self.eval_sets = read_eval_sets(self.cfg.get("eval_sets") or {})
 
     def _model(self, k: int) -> pl.LightningModule:
         """Round k's fresh model, its random parts seeded by (seed, round) alone."""
@@ -138,7 +141,8 @@ class Rounds:
             if teacher_record is not None and rank_zero_only.rank == 0:
                 run.write_teacher_record(*teacher_record)
             callbacks = [PseudoLabelCallback(self.step, k)] if k < self.pseudo.rounds else []
-            fit_round(self.cfg, self.dm, k, run, self._model(k), callbacks, ckpt_path=resume)
+            model = self._model(k)
+            fit_round(self.cfg, self.dm, k, run, model, callbacks, resume, self.eval_sets)
         if k < self.pseudo.rounds and not run.pseudo_manifest(k + 1).is_file():
             log.info("round %d: labeling the pool with its saved teacher", k)
             best = run.best_checkpoint(k)

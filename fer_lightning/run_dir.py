@@ -31,7 +31,7 @@ from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import RunDirError
 from fer_lightning.experiment import differences
 from fer_lightning.io import atomic_write_text, number, write_json
-from fer_lightning.results import absent_emotions
+from fer_lightning.results import absent_emotions, eval_set_names, prefix
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,17 @@ class RunDir:
                 for e in EMOTIONS
             }
         )
+        for name in eval_set_names(metrics):  # cross-dataset test sets (fer_lightning/eval_sets)
+            at = prefix(name)
+            held = set(EMOTIONS) - set(str(metrics[at + "absent"]).split(","))
+            row[at + "macro_f1"] = float(metrics[at + "macro_f1"])
+            row[at + "acc"] = float(metrics[at + "acc"])
+            row.update(
+                {
+                    f"{at}f1_{e}": float(metrics[f"{at}f1_{e}"]) if e in held else math.nan
+                    for e in EMOTIONS
+                }
+            )
         audit = self.read_audit(k)
         row["pseudo_added"] = int(audit.get("added", 0))
         row["pseudo_precision"] = number(audit.get("precision_overall"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -19,6 +20,8 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import epoch_seed
+from fer_lightning.data.manifest import Manifest
+from fer_lightning.eval_sets import test_on_sets
 from fer_lightning.experiment import flatten
 from fer_lightning.models.checkpoints import check_compatible
 from fer_lightning.run_dir import TENSORBOARD_DIR, RunDir
@@ -169,11 +172,12 @@ def fit_round(
     model: pl.LightningModule,
     extra_callbacks: list[pl.Callback] | None = None,
     ckpt_path: str | None = None,
+    eval_sets: Mapping[str, Manifest] | None = None,
 ) -> dict[str, Any]:
     """Fit round ``k`` (teacher when k == 0), test its best checkpoint, write metrics and DONE.
 
     ``ckpt_path`` (the round's ``last.ckpt``) resumes an interrupted fit with its
-    optimizer, scheduler and epoch.
+    optimizer, scheduler and epoch; ``eval_sets`` are tested too (cross-dataset).
     """
     loggers = build_loggers(cfg, run, k)
     cost = Cost()
@@ -203,6 +207,8 @@ def fit_round(
             f"{getattr(ckpt, 'monitor', None)!r} never logged?)"
         )
     test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    confusion = model.test_confusion_matrix.tolist()  # rows: true emotion, columns: predicted
+    others = test_on_sets(trainer, model, datamodule, eval_sets or {}, best)
     metrics = {
         "round": k,
         "best_checkpoint": best,
@@ -211,13 +217,13 @@ def fit_round(
         **spent,
         **online,
         **{key: float(v) for key, v in test.items()},
+        **others,
     }
     for lg in loggers:
         lg.finalize("success")
     if any(isinstance(lg, TensorBoardLogger) for lg in loggers):
         log_hparams_session(cfg, run, k, metrics, trainer.global_step)
     if trainer.is_global_zero:
-        # rows: true emotion, columns: predicted
-        run.finish_round(k, metrics, model.test_confusion_matrix.tolist())
+        run.finish_round(k, metrics, confusion)
     trainer.strategy.barrier("round_done")
     return metrics

@@ -8,15 +8,43 @@ test that needs to write makes its own run directory.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers.checkpoints import make_checkpoint
-from tests.helpers.cli import FAST, SWEEP_THRESHOLDS, Result, fer, raf_args, train
-from tests.helpers.layouts import RAF_TEST, RAF_TRAIN, make_rafdb
+from tests.helpers.cli import (
+    FAST,
+    SWEEP_THRESHOLDS,
+    Result,
+    eval_set_args,
+    fer,
+    raf_args,
+    train,
+)
+from tests.helpers.layouts import (
+    CROSS_TEST,
+    RAF_TEST,
+    RAF_TRAIN,
+    emotion_folders,
+    make_class_folders,
+    make_rafdb,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per process when xdist runs several (``make test``: two on two cores).
+
+    torch starts one thread per core in every process, so two workers (and the commands they
+    launch, through ``OMP_NUM_THREADS``) would oversubscribe the cores and wait on each other.
+    """
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +54,23 @@ def raf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def rounds_run(tmp_path_factory: pytest.TempPathFactory, raf: Path) -> tuple[Path, Result]:
-    """fer-train: a teacher and two students (top-k, soft labels); (run dir, its output)."""
+def cross_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another labeled set in class folders (``test/<emotion>/``), with no disgust face."""
+    root = tmp_path_factory.mktemp("cross")
+    return make_class_folders(root, {"test": emotion_folders(CROSS_TEST)}, ext=".png")
+
+
+@pytest.fixture(scope="session")
+def rounds_run(
+    tmp_path_factory: pytest.TempPathFactory, raf: Path, cross_set: Path
+) -> tuple[Path, Result]:
+    """fer-train: a teacher and two students (top-k, soft labels), each also tested on
+    ``cross_set`` (eval set ``cross``); (run dir, its output)."""
     tmp = tmp_path_factory.mktemp("rounds")
     result = train(
         tmp,
         *raf_args(raf),
+        *eval_set_args("cross", cross_set),
         "pseudo_label=topk",
         "pseudo_label.strategy.k=2",
         "pseudo_label.strategy.min_confidence=0.0",

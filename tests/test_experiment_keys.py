@@ -77,3 +77,12 @@ def test_a_new_group_is_part_of_the_teacher_key_without_an_edit() -> None:
     other = with_value(cfg, "objective", {"_target_": "my.Loss", "gamma": 2.0})
     assert teacher_settings(other) != teacher_settings(cfg)
     assert settings(other) != settings(cfg)
+
+
+def test_an_eval_set_is_part_of_the_experiment_but_not_where_its_files_go() -> None:
+    cfg = composed("+data@eval_sets.cross=folder", "eval_sets.cross.root=/other", "data.root=/f")
+    record, teacher = settings(cfg), teacher_settings(cfg)
+    assert record["eval_sets.cross.root"] == "/other" == teacher["eval_sets.cross.root"]
+    assert record["eval_sets.cross.test_split"] == "test"
+    # its data preset's bookkeeping keys are runtime as data's own: no run dir in the key
+    assert "eval_sets.cross.splits_dir" not in record and is_runtime("eval_sets.cross.num_workers")

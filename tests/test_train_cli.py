@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -15,8 +16,8 @@ import yaml
 from fer_lightning.console import quiet_third_party
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import ConfigError
-from tests.helpers.cli import evaluate, raf_args, tensorboard_tags, train
-from tests.helpers.layouts import RAF_TEST, RAF_TRAIN, make_rafdb
+from tests.helpers.cli import eval_set_args, evaluate, fer, raf_args, tensorboard_tags, train
+from tests.helpers.layouts import CROSS_TEST, RAF_TEST, RAF_TRAIN, make_rafdb
 
 
 def test_train_writes_the_run_directory_and_a_reading(rounds_run):
@@ -57,12 +58,54 @@ def test_tensorboard_tags_are_logged_and_finite(rounds_run):
     assert "_hparams_/session_start_info" in tags  # HPARAMS tab: config vs final metrics
 
 
-def test_eval_reproduces_the_test_metrics(rounds_run, raf, tmp_path):
+def test_eval_reproduces_the_test_metrics(rounds_run, raf, cross_set, tmp_path):
     run_dir, _ = rounds_run
     metrics = json.loads((run_dir / "round_0" / "metrics.json").read_text())
-    result = evaluate(run_dir / "round_0" / "checkpoints" / "best.ckpt", raf, tmp_path)
+    ckpt = run_dir / "round_0" / "checkpoints" / "best.ckpt"
+    result = evaluate(ckpt, raf, tmp_path, *eval_set_args("cross", cross_set))
     expected = f"| all | {100 * metrics['test/acc']:.1f} | {100 * metrics['test/macro_f1']:.1f} |"
     assert expected in result.stdout
+    cross = f"| all | {100 * metrics['test@cross/acc']:.1f} | "
+    cross += f"{100 * metrics['test@cross/macro_f1']:.1f} |"
+    assert f"eval set cross: {cross_set}" in result.stdout and cross in result.stdout
+    assert (
+        "no test@cross face of disgust, so no F1; macro-F1 averages the emotions the split "
+        "holds\n" in result.stdout
+    )
+
+
+def test_every_round_is_tested_on_the_eval_sets_too(rounds_run, tmp_path):
+    """Cross-dataset sets: test@<name>/... per round in metrics.json, rounds.csv, TensorBoard
+    and fer-report; an emotion the set lacks is left out of its macro-F1, and named."""
+    run_dir, _ = rounds_run
+    rows = list(csv.DictReader((run_dir / "rounds.csv").open()))
+    tags = tensorboard_tags(run_dir)
+    for k, row in enumerate(rows):
+        metrics = json.loads((run_dir / f"round_{k}" / "metrics.json").read_text())
+        assert metrics["test@cross/absent"] == "disgust"
+        held = [metrics[f"test@cross/f1_{e}"] for e in EMOTIONS if e != "disgust"]
+        assert metrics["test@cross/macro_f1"] == pytest.approx(sum(held) / len(held))
+        assert metrics["test@cross/support_happiness"] == CROSS_TEST[EMOTIONS.index("happiness")]
+        assert float(row["test@cross/macro_f1"]) == pytest.approx(metrics["test@cross/macro_f1"])
+        assert row["test@cross/f1_disgust"] == "nan" and row["test@cross/f1_fear"] != "nan"
+        # the round's own test values are not overwritten by the eval set's test
+        logged = tags[f"round_{k}"]  # (the HPARAMS tab logs the final values once more)
+        for key in ("test@cross/macro_f1", "test/macro_f1"):
+            assert logged[key] and all(v == pytest.approx(metrics[key]) for v in logged[key])
+    report = fer("report", [str(run_dir), "--out", str(tmp_path)]).stdout
+    assert "Cross-dataset test sets (macro-F1 %, over the emotions each set holds):" in report
+    assert "| run | cross teacher | cross final |" in report
+    columns = next(csv.reader((tmp_path / "report.csv").open()))
+    assert {"teacher_test@cross/macro_f1", "final_test@cross/macro_f1"} <= set(columns)
+
+
+def test_an_eval_set_with_a_wrong_split_stops_the_run_before_training(raf, cross_set, tmp_path):
+    args = [*eval_set_args("cross", cross_set), "eval_sets.cross.test_split=nope"]
+    result = train(tmp_path, *raf_args(raf), *args, check=False)
+    assert result.returncode == 2, result.output
+    assert f"eval_sets.cross: split 'nope' not found in {cross_set}; found: test" in result.stderr
+    assert "eval_sets.cross.test_split" in result.stderr
+    assert not (tmp_path / "run" / "round_0" / "checkpoints").exists()
 
 
 def test_console_filters_only_the_named_third_party_noise(caplog):

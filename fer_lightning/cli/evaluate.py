@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from fer_lightning.cli.common import CONFIG_DIR, hydra_entry, user_errors
+from fer_lightning.eval_sets import read_eval_sets, test_on_sets
 from fer_lightning.models.checkpoints import load_classifier
 from fer_lightning.results import metrics_table
 
@@ -21,6 +22,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     print(f"checkpoint: {cfg.ckpt_path}\ndata: {datamodule.root} ({cfg.data.test_split} split)\n")
     print(metrics_table(metrics))
+    sets = read_eval_sets(cfg.get("eval_sets") or {})
+    metrics |= test_on_sets(trainer, model, datamodule, sets)
+    for name in sets:
+        print(f"\neval set {name}: {cfg.eval_sets[name].root}\n")
+        print(metrics_table(metrics, f"test@{name}"))
     return metrics
 
 

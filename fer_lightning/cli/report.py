@@ -18,6 +18,7 @@ from fer_lightning.report import (
     INTERRUPTED,
     NoRunsError,
     best_run,
+    eval_sets_table,
     load_runs,
     report_table,
     shared_overrides,
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(report_table(runs))
     if shared := shared_overrides(runs):
         print(f"\noverrides shared by all runs (left out above): {','.join(shared)}")
+    if (cross := eval_sets_table(runs)) is not None:
+        print("\nCross-dataset test sets (macro-F1 %, over the emotions each set holds):\n")
+        print(cross)
     statuses = Counter(r.status.split(":")[0] for r in runs)
     print(f"\n{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
     best = best_run(runs)

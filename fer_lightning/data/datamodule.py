@@ -328,17 +328,22 @@ class FERDataModule(pl.LightningDataModule):
         if self._work is None:
             splits = self._require_splits()
             sample = np.concatenate([splits.labeled.paths[:PROBE], splits.test.paths[:PROBE]])
-            shapes = {read_rgb(str(p)).shape[:2] for p in sample}
-            (height, width), *others = sorted(shapes)
-            native = height if not others and height == width else None
-            if native is None:
-                log.info(
-                    "images of several sizes (%s): resized to data.image_size=%d on the CPU",
-                    ", ".join(f"{w}x{h}" for h, w in sorted(shapes)[:4]),
-                    self.image_size,
-                )
+            native = self._common_size(sample)
             self._work = (min(self.image_size, native) if native else self.image_size, native)
         return self._work
+
+    def _common_size(self, paths: np.ndarray) -> int | None:
+        """The images' common square size, or None (said in the log) when they differ."""
+        shapes = {read_rgb(str(p)).shape[:2] for p in paths}
+        (height, width), *others = sorted(shapes)
+        if not others and height == width:
+            return height
+        log.info(
+            "images of several sizes (%s): resized to data.image_size=%d on the CPU",
+            ", ".join(f"{w}x{h}" for h, w in sorted(shapes)[:4]),
+            self.image_size,
+        )
+        return None
 
     def work_size(self) -> int:
         """The size the CPU pipelines produce: ``min(data.image_size, the images' own size)``.
@@ -506,3 +511,16 @@ class FERDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.loader(self._eval_dataset(self._require_splits().test), persistent=False)
+
+    def test_loader(self, manifest: Manifest) -> DataLoader:
+        """Another labeled set (``eval_sets``) at this run's evaluation transform, its files
+        read directly: the decoded-image cache holds this run's splits only."""
+        native = self._common_size(manifest.paths[: 2 * PROBE])  # its own size, as this run's
+        dataset = TrainingDataset(
+            manifest.paths,
+            one_hot(manifest.labels),
+            np.ones(len(manifest), np.float32),
+            eval_transform(native or self.image_size),
+            read_rgb,
+        )
+        return self.loader(dataset, persistent=False)

@@ -109,19 +109,23 @@ def raf_args(root: Path) -> list[str]:
     return ["data=rafdb", f"data.root={root}", "data.label_fraction=0.4"]
 
 
+def eval_set_args(name: str, root: Path) -> list[str]:
+    """A cross-dataset test set ``name``: the class folders at ``root``, their test split."""
+    return [f"+data@eval_sets.{name}=folder", f"eval_sets.{name}.root={root}"]
+
+
 def train(tmp: Path, *overrides: str, check: bool = True) -> Result:
     """fer-train (in this process) with all outputs under ``tmp``; the run dir is ``tmp/run``."""
     tmp.mkdir(parents=True, exist_ok=True)
     return fer("train", train_args(tmp, *overrides), check)
 
 
-def evaluate(ckpt: Path, root: Path, tmp: Path) -> Result:
+def evaluate(ckpt: Path, root: Path, tmp: Path, *overrides: str) -> Result:
     """fer-eval (in this process) of ``ckpt`` on the RAF-DB-layout set at ``root``."""
     where = [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp / 'eval'}"]
     data = ["data=rafdb", f"data.root={root}", "data.num_workers=0"]
-    return fer(
-        "evaluate", [*where, *data, "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
-    )
+    trainer = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+    return fer("evaluate", [*where, *data, *trainer, *overrides])
 
 
 def fitted_rounds(run_dir: Path) -> list[int]:
