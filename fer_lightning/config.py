@@ -228,6 +228,9 @@ def apply_study_role(cfg: DictConfig) -> None:
     if role is None:
         return
     with open_dict(cfg):
+        if role == "ceiling":  # the study's budget sizes the ceiling's schedule (rounds.py)
+            budget = {k: cfg.data.get(k) for k in ("labels_per_class", "label_fraction")}
+            cfg.study_budget = OmegaConf.create(budget)
         for key, value in STUDY_ROLES.get(role, {}).items():
             OmegaConf.update(cfg, key, value, force_add=True)
 

@@ -12,7 +12,7 @@ import logging
 import math
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
@@ -20,6 +20,7 @@ from fer_lightning.callbacks.pseudo_label import PseudoLabelCallback
 from fer_lightning.config import PseudoLabelConfig, build
 from fer_lightning.data.datamodule import FERDataModule, RoundData
 from fer_lightning.data.dataset import model_seed
+from fer_lightning.data.splits import budget_size
 from fer_lightning.eval_sets import read_eval_sets
 from fer_lightning.experiment import group_key, settings
 from fer_lightning.io import write_csv
@@ -62,6 +63,7 @@ class Rounds:
         # the split first: the key covers its files (a picture rewritten in place changes it)
         self._prepare_data()
         key, teacher_values = teacher_key(self.cfg, self.dm.splits)
+        self._ceiling_steps()
         record = (key, teacher_values)  # written into round_0/teacher.json when it trains
         if self.cfg.get("teacher_cache") and not _distributed(self.cfg):
             cache = TeacherCache(self.cfg.paths.teacher_cache_dir, key)
@@ -84,6 +86,33 @@ class Rounds:
         self.dm.setup("fit")
         # read now, so a wrong path or split stops the run before the teacher trains
         self.eval_sets = read_eval_sets(self.cfg.get("eval_sets") or {})
+
+    def _ceiling_steps(self) -> None:
+        """A study's ceiling trains as many epochs as its baseline, not as many steps.
+
+        Equal steps is the fair rule between the baseline and the students, which share the
+        labels; the ceiling has every label, so at equal steps it sees each face a fraction of
+        the times and can fall below the baseline ("gap closed" is then undefined). Its steps
+        grow by all labels / the study's budget (``study_budget``, kept by the role).
+        """
+        budget, steps = self.cfg.get("study_budget"), int(self.cfg.trainer.get("max_steps", -1))
+        if self.cfg.get("study") != "ceiling" or budget is None or steps <= 0:
+            return
+        counts = self.dm.splits.labeled.class_counts()
+        labeled = budget_size(counts, budget.get("labels_per_class"), budget.get("label_fraction"))
+        if labeled >= counts.sum():
+            return
+        scaled = math.ceil(steps * counts.sum() / labeled)
+        log.info(
+            "study ceiling: %d optimizer steps, the baseline's %d x %d labels / %d (its budget): "
+            "the same epochs as the baseline",
+            scaled,
+            steps,
+            counts.sum(),
+            labeled,
+        )
+        with open_dict(self.cfg):
+            self.cfg.trainer.max_steps = scaled
 
     def _model(self, k: int) -> pl.LightningModule:
         """Round k's fresh model, its random parts seeded by (seed, round) alone."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_lightning.data.manifest import UNKNOWN, Manifest
-from fer_lightning.data.splits import Splits, drop_copies, make_splits
+from fer_lightning.data.splits import Splits, budget_size, drop_copies, make_splits
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import DataError
 
@@ -45,6 +45,24 @@ def test_a_budget_per_emotion_gives_exactly_its_counts() -> None:
     # budgets cut each emotion's one shuffled order: between the uniform budgets 2 and 20
     low, high = (set(make_splits(TRAIN, TEST, labels_per_class=n).labeled.paths) for n in (2, 20))
     assert low <= set(splits.labeled.paths) <= high
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        {"labels_per_class": 3},
+        {"label_fraction": 0.25},
+        {"labels_per_class": {"fear": 2, "happiness": 20}},
+    ],
+)
+def test_budget_size_counts_what_the_split_labels(budget: dict) -> None:
+    """A study's ceiling sizes its schedule by the budget's count, from its own labels alone."""
+    if isinstance(budget.get("labels_per_class"), dict):
+        budget = {"labels_per_class": {e: 3 for e in EMOTIONS} | budget["labels_per_class"]}
+    labeled = len(make_splits(TRAIN, TEST, **budget).labeled)
+    everything = make_splits(TRAIN, TEST).labeled.class_counts()  # the ceiling's labels
+    options = {"labels_per_class": None, "label_fraction": None} | budget
+    assert budget_size(everything, **options) == labeled < everything.sum()
 
 
 def test_the_ada_cm_presets_hold_their_totals() -> None:

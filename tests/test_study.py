@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 
 import pytest
@@ -52,6 +53,17 @@ def test_a_study_fits_each_teacher_once_and_names_its_jobs(study):
         assert baseline["test_macro_f1"] == strategy["test_macro_f1"]
         assert baseline["group"] != strategy["group"]  # configurations differ, not only by seed
     assert jobs["ceiling", 1][1][0]["labeled"] > jobs["baseline", 1][1][0]["labeled"]
+
+
+def test_the_ceiling_trains_the_baselines_epochs_not_its_steps(study):
+    """Equal steps with every label would under-train the ceiling: its steps scale by its labels
+    over the study's budget (here max_epochs=1 stops both first, as a user's epochs would)."""
+    _, jobs = study
+    ceiling, baseline = (int(jobs[r, 1][1][0]["labeled"]) for r in ("ceiling", "baseline"))
+    expected = math.ceil(200 * ceiling / baseline)  # experiment=study: 200 steps a fit
+    log = (jobs["ceiling", 1][0] / "train.log").read_text()
+    assert f"study ceiling: {expected} optimizer steps, the baseline's 200 x {ceiling} " in log
+    assert "study ceiling" not in (jobs["baseline", 1][0] / "train.log").read_text()
 
 
 def _report_rows(text: str, title: str) -> dict[str, list[str]]:

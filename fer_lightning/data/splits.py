@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +121,28 @@ def validate_protocol(
         raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction!r}")
 
 
+def _labeled(rest: int, budget: int | None, label_fraction: float | None) -> int:
+    """How many of a class's ``rest`` training faces (after validation) are labeled."""
+    if budget is not None:
+        return min(budget, rest)
+    if label_fraction is not None:
+        return max(_round(label_fraction * rest), 1)
+    return rest
+
+
+def budget_size(
+    counts: Sequence[int], labels_per_class: Budget | None, label_fraction: float | None
+) -> int:
+    """The labeled faces a budget takes from ``counts`` (each emotion's training faces after
+    validation), by :func:`make_splits`' rule: a study's ceiling sizes its schedule by it."""
+    budgets = None if labels_per_class is None else class_budgets(labels_per_class)
+    return sum(
+        _labeled(int(n), None if budgets is None else budgets[c], label_fraction)
+        for c, n in enumerate(counts)
+        if n
+    )
+
+
 def make_splits(
     train: Manifest,
     test: Manifest,
@@ -169,20 +191,15 @@ def make_splits(
         order = rng.permutation(members)
         n_val = min(max(_round(val_fraction * n), 1 if val_fraction > 0 else 0), n - 1)
         rest = n - n_val
-        if budgets is not None:
-            n_labeled = min(budgets[c], rest)
-            if rest < budgets[c]:
-                log.warning(
-                    "%s has only %d training images after validation, fewer than its "
-                    "data.labels_per_class budget %d: all of them are labeled, none go to the pool",
-                    EMOTIONS[c],
-                    rest,
-                    budgets[c],
-                )
-        elif label_fraction is not None:
-            n_labeled = max(_round(label_fraction * rest), 1)
-        else:
-            n_labeled = rest
+        n_labeled = _labeled(rest, None if budgets is None else budgets[c], label_fraction)
+        if budgets is not None and rest < budgets[c]:
+            log.warning(
+                "%s has only %d training images after validation, fewer than its "
+                "data.labels_per_class budget %d: all of them are labeled, none go to the pool",
+                EMOTIONS[c],
+                rest,
+                budgets[c],
+            )
         val_idx.append(order[:n_val])
         labeled_idx.append(order[n_val : n_val + n_labeled])
         pool_idx.append(order[n_val + n_labeled :])
