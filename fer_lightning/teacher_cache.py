@@ -3,14 +3,15 @@
 An entry is keyed by a hash of everything that can change the teacher's numbers (every
 setting but those :func:`fer_lightning.experiment.teacher_settings` declares bookkeeping or
 read after round 0, plus code versions) and of the images themselves: every file of the
-four splits by path, label, size and modification time in nanoseconds
-(:func:`split_fingerprint`; a ``stat`` per file, no reading), so pictures overwritten under
-the same names give a new key. It holds the run's split and its ``round_0`` directory (best
-checkpoint, metrics, teacher probabilities, and ``teacher.json``: the key it was trained
-under). An entry only ever holds what its key describes: a run's round 0 is stored only if
-it was trained under that key, and an entry is restored only if its record says the key. A
-file lock makes concurrent jobs train a teacher once; entries are built in a temp directory
-and renamed, so nobody reads a half-written one.
+four splits by path, label (and target distribution, where a split has one), size and
+modification time in nanoseconds (:func:`split_fingerprint`; a ``stat`` per file, no
+reading), so pictures overwritten under the same names give a new key. It holds the run's
+split and its ``round_0`` directory (best checkpoint, metrics, teacher probabilities, and
+``teacher.json``: the key it was trained under). An entry only ever holds what its key
+describes: a run's round 0 is stored only if it was trained under that key, and an entry
+is restored only if its record says the key. A file lock makes concurrent jobs train a
+teacher once; entries are built in a temp directory and renamed, so nobody reads a
+half-written one.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ CODE = ("fer_lightning", "torch", "timm", "pytorch-lightning", "albumentations")
 
 def split_fingerprint(splits: Splits) -> dict[str, Any]:
     """The images the teacher sees, cheaply: per split, each file's path, label, size and
-    mtime (ns), hashed. Rewriting a file changes its size or mtime, so its key changes; a
-    missing file hashes as such (the data loader then reports it)."""
+    mtime (ns), and the split's target distributions if it has any, hashed. Rewriting a
+    file changes its size or mtime, so its key changes; a missing file hashes as such (the
+    data loader then reports it)."""
     fingerprint: dict[str, Any] = {}
     for name in SPLIT_NAMES:
         manifest = getattr(splits, name)
@@ -53,6 +55,8 @@ def split_fingerprint(splits: Splits) -> dict[str, Any]:
             except OSError:
                 size, mtime = -1, -1
             h.update(f"{path}\0{label}\0{size}\0{mtime}\n".encode())
+        if manifest.targets is not None:  # soft targets (FERPlus votes) train the teacher too
+            h.update(manifest.targets.tobytes())
         fingerprint[name] = f"{len(manifest)} files, {h.hexdigest()}"
     return fingerprint
 

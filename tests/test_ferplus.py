@@ -1,15 +1,21 @@
-"""FERPlus: FER2013's faces (the same decoded PNGs) labeled by FERPlus's majority of ten votes."""
+"""FERPlus: FER2013's faces (the same decoded PNGs) labeled by FERPlus's ten votes: their
+majority, or (soft) their distribution, which must reach the training batches and the loss."""
 
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.fer2013 import read_fer2013
-from fer_lightning.data.ferplus import VOTE_COLUMNS, majority, read_ferplus
-from fer_lightning.emotions import EMOTIONS
+from fer_lightning.data.ferplus import VOTE_COLUMNS, largest, majority, read_ferplus, soft_target
+from fer_lightning.data.manifest import Manifest
+from fer_lightning.emotions import EMOTIONS, PROB_COLUMNS
 from fer_lightning.errors import ConfigError, DataError
 from tests.helpers.cli import train
 from tests.helpers.layouts import make_fer2013_csv
@@ -135,9 +141,7 @@ def test_contempt_is_refused_until_dropped_by_name(root, tmp_path):
         read_ferplus(root, cache_dir=str(tmp_path))
 
 
-def test_soft_targets_are_refused_as_not_supported_yet(root):
-    with pytest.raises(ConfigError, match=r"ferplus_label=soft .* not supported yet"):
-        read_ferplus(root, ferplus_label="soft")
+def test_an_unknown_label_mode_is_refused(root):
     with pytest.raises(ConfigError, match=r"must be one of majority, soft, got 'vote'"):
         read_ferplus(root, ferplus_label="vote")
 
@@ -188,3 +192,153 @@ def test_fer_train_runs_on_ferplus(root, tmp_path):
     assert (run / "splits" / "test.csv").read_text().count("PrivateTest") == 7
     labeled = (run / "splits" / "labeled.csv").read_text()
     assert labeled.count("Training") == 8 and "000013.png" not in labeled  # contempt left out
+
+
+# -- ferplus_label=soft: the vote distribution as the target --------------------------------
+
+
+def shares(**votes: float) -> np.ndarray:
+    """The target a face's kept emotion votes make: float32 shares in EMOTIONS order."""
+    counts = np.array([votes.get(e, 0) for e in EMOTIONS], dtype=np.float64)
+    return (counts / counts.sum()).astype(np.float32)
+
+
+# FERPlus rows of the Training faces (fer2013.csv lines 2..15) for soft labels, in order,
+# with the target (None: left out) and the hard label each must get
+SOFT = [
+    (votes(happiness=6, unknown=2, neutral=2), shares(happiness=3, neutral=1), "happiness"),
+    # contempt ties sadness: the earlier column wins; contempt's and the singles' votes go
+    (votes(sadness=3, contempt=3, anger=2, fear=1, NF=1), shares(sadness=3, anger=2), "sadness"),
+    (votes(surprise=4, unknown=4, fear=2), shares(surprise=2, fear=1), "surprise"),  # beats unknown
+    (votes(**dict.fromkeys(VOTE_COLUMNS, 1)), None, None),  # only single votes: left out
+    (votes(unknown=5, disgust=3, anger=2), None, None),  # unknown: left out
+    (votes(NF=4, fear=3, surprise=3), None, None),  # not a face: left out
+    (votes(contempt=5, disgust=3, anger=2), None, None),  # contempt: dropped by name
+    (None, None, None),  # removed by FERPlus
+    (votes(anger=3, disgust=3, fear=3, neutral=1), shares(anger=1, disgust=1, fear=1), "anger"),
+    (votes(fear=9, happiness=1), shares(fear=1), "fear"),
+    (votes(happiness=5, neutral=3, sadness=2), shares(happiness=5, neutral=3, sadness=2),
+     "happiness"),  # no majority, a soft target all the same
+    (clear("neutral"), shares(neutral=8, happiness=2), "neutral"),
+    (clear("disgust"), shares(disgust=8, neutral=2), "disgust"),
+    # ties go to FERPlus's column order, not to EMOTIONS' (surprise and fear come first there)
+    (votes(happiness=2, surprise=2), shares(happiness=1, surprise=1), "happiness"),
+]  # fmt: skip
+KEPT = {f"{line:06d}": (t, y) for line, (_, t, y) in enumerate(SOFT, start=2) if t is not None}
+
+
+@pytest.fixture(scope="module")
+def soft_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's layout with :data:`SOFT`'s votes for the Training faces."""
+    folder = tmp_path_factory.mktemp("ferplus_soft")
+    fer_csv = make_fer2013_csv(
+        folder / "fer2013.csv", {"Training": [2] * 7, "PublicTest": [1] * 7, "PrivateTest": [1] * 7}
+    )
+    write_ferplus(folder / "fer2013new.csv", fer_csv, [*(r for r, _, _ in SOFT), *TESTS, *TESTS])
+    return folder
+
+
+def _by_face(manifest: Manifest) -> dict[str, tuple[np.ndarray, str]]:
+    """{fer2013.csv line (the PNG's name): (target row, hard label)}."""
+    assert manifest.targets is not None
+    return {
+        Path(p).stem: (t, EMOTIONS[y])
+        for p, t, y in zip(manifest.paths, manifest.targets, manifest.labels, strict=True)
+    }
+
+
+def test_largest_category_and_soft_target_of_hand_written_votes():
+    assert largest(votes(happiness=4, sadness=4, anger=2)) == "happiness"  # earlier column
+    assert largest(votes(surprise=4, unknown=4)) == "surprise"
+    assert largest(votes(contempt=3, unknown=3)) == "contempt"
+    assert largest(votes(**dict.fromkeys(VOTE_COLUMNS, 1))) is None and largest(votes()) is None
+    target = soft_target(votes(happiness=4, sadness=4, anger=1, contempt=1, unknown=2))
+    assert np.array_equal(target, shares(happiness=1, sadness=1))  # 1/2 each, exactly
+    target = soft_target(votes(neutral=5, fear=2, contempt=2, NF=1), drop_classes=["contempt"])
+    assert np.array_equal(target, shares(neutral=5, fear=2)) and target.sum() == 1
+    assert target[EMOTIONS.index("neutral")] == np.float32(5 / 7)
+
+
+def test_soft_targets_are_the_kept_votes_shares(soft_root, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="fer_lightning.data"):
+        manifests = read_ferplus(
+            soft_root, ferplus_label="soft", drop_classes=["contempt"], cache_dir=str(tmp_path)
+        )
+    faces = _by_face(manifests["Training"])
+    assert set(faces) == set(KEPT)
+    for face, (target, label) in KEPT.items():
+        assert np.array_equal(faces[face][0], target), face  # exact fractions, float32
+        assert faces[face][1] == label, face
+    for usage in ("PublicTest", "PrivateTest"):  # every split carries its targets
+        held = manifests[usage].targets
+        assert held is not None and np.allclose(held.max(1), 0.8) and np.allclose(held.sum(1), 1)
+    assert "left out (soft rule): 1 NF, 1 only single votes, 1 removed by FERPlus, 1 unknown" in (
+        caplog.text
+    )
+    assert "left out (data.source.drop_classes): 1 contempt" in caplog.text
+    majority_mode = read_ferplus(soft_root, drop_classes=["contempt"], cache_dir=str(tmp_path))
+    assert majority_mode["Training"].targets is None
+
+
+def test_soft_contempt_as_largest_category_fails_until_dropped(soft_root, tmp_path):
+    with pytest.raises(
+        DataError,
+        match=r"fer2013new.csv:8 \(fer0000006.png: most votes contempt\): 'contempt' is not "
+        r"one of the 7 basic emotions.*data.source.drop_classes=\[contempt\]",
+    ):
+        read_ferplus(soft_root, ferplus_label="soft", cache_dir=str(tmp_path))
+
+
+def _soft_dm(root: Path, tmp_path: Path, batch_size: int = 64) -> FERDataModule:
+    """The data module conf/data/ferplus.yaml makes, with soft labels, over ``root``."""
+    source = functools.partial(
+        read_ferplus, ferplus_label="soft", drop_classes=["contempt"], cache_dir=str(tmp_path)
+    )
+    return FERDataModule(
+        source=source, root=str(root), train_split="Training", test_split="PrivateTest",
+        val_split="PublicTest", image_size=48, batch_size=batch_size, num_workers=0,
+        on_duplicate="drop", splits_dir=str(tmp_path / "run" / "splits"),
+    )  # fmt: skip
+
+
+def test_soft_targets_survive_the_saved_split_and_reach_the_training_batch(soft_root, tmp_path):
+    dm = _soft_dm(soft_root, tmp_path)
+    dm.prepare_data()
+    header = (tmp_path / "run" / "splits" / "labeled.csv").read_text().splitlines()[0]
+    assert header == ",".join(["path", "label", "emotion", *PROB_COLUMNS])
+    dm.setup("fit")  # reads the split back from disk, as a resumed run does
+    labeled = dm.splits.labeled
+    faces = _by_face(labeled)
+    assert set(faces) == set(KEPT)
+    for face, (target, label) in KEPT.items():
+        assert np.array_equal(faces[face][0], target) and faces[face][1] == label, face
+    resumed = _soft_dm(soft_root, tmp_path)
+    resumed.setup("fit")
+    assert np.array_equal(resumed.splits.labeled.targets, labeled.targets)
+    assert np.array_equal(resumed.splits.labeled.paths, labeled.paths)
+    # one batch holds the whole labeled split: its targets are the vote shares, not one-hot
+    _, targets, weights = next(iter(dm.train_dataloader()))
+    expected = sorted(map(tuple, np.stack([t for t, _ in KEPT.values()]).tolist()))
+    assert sorted(map(tuple, targets.tolist())) == expected
+    assert (targets.max(1).values < 1).any() and torch.all(weights == 1)
+    # validation scores the hard label: one-hot rows of the labels
+    _, val_targets, _ = next(iter(dm.val_dataloader()))
+    assert torch.all(val_targets.max(1).values == 1)
+    # the balanced sampler counts hard labels (a tie's label is not the target's first max)
+    dm.balanced_sampler = True
+    draw = dm._draw_weights(dm.train_dataset())
+    counts = np.bincount(labeled.labels, minlength=len(EMOTIONS))
+    assert np.allclose(draw.numpy(), 1.0 / counts[labeled.labels])
+
+
+def test_fer_train_runs_on_ferplus_soft_labels(soft_root, tmp_path):
+    result = train(
+        tmp_path, "data=ferplus", f"data.root={soft_root}", "data.source.ferplus_label=soft",
+        "data.source.drop_classes=[contempt]", "pseudo_label=none",
+    )  # fmt: skip
+    assert "Final model (round 0) on the test split" in result.stdout
+    run = tmp_path / "run"
+    assert (run / "round_0" / "DONE").is_file()
+    labeled = Manifest.from_csv(run / "splits" / "labeled.csv")
+    assert set(_by_face(labeled)) == set(KEPT)
+    assert labeled.targets is not None and (labeled.targets.max(1) < 1).any()

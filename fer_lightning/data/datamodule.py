@@ -380,6 +380,7 @@ class FERDataModule(pl.LightningDataModule):
         return self.loader(dataset, sampler=sampler, persistent=False)
 
     def _eval_dataset(self, manifest: Manifest) -> TrainingDataset:
+        """Validation and test score the hard label: one-hot targets, whatever the manifest's."""
         return TrainingDataset(
             manifest.paths,
             one_hot(manifest.labels),
@@ -394,8 +395,10 @@ class FERDataModule(pl.LightningDataModule):
         return len(self._require_splits().labeled) + (0 if pseudo is None else len(pseudo))
 
     def train_dataset(self) -> TrainingDataset:
+        """The labeled split's targets (its distributions, e.g. FERPlus's vote shares, else
+        one-hot) and the round's pseudo set: one kind of row, one loss."""
         labeled = self._require_splits().labeled
-        paths, targets = labeled.paths, one_hot(labeled.labels)
+        paths, targets = labeled.paths, labeled.target_rows()
         weights = np.ones(len(labeled), np.float32)
         pseudo = self.round.pseudo
         if pseudo is not None:
@@ -475,7 +478,9 @@ class FERDataModule(pl.LightningDataModule):
         weights = torch.ones(len(dataset), dtype=torch.float64)
         parts = [slice(0, labeled), slice(labeled, len(dataset))]
         if self.balanced_sampler:  # within each part, every class alike
-            classes = torch.as_tensor(dataset.targets.argmax(1))
+            classes = dataset.targets.argmax(1)
+            # a labeled face's class is its hard label, also where its target is soft
+            classes[:labeled] = torch.as_tensor(self._require_splits().labeled.labels)
             for part in parts:
                 counts = torch.bincount(classes[part], minlength=NUM_CLASSES).clamp(min=1)
                 weights[part] = 1.0 / counts[classes[part]]
