@@ -134,8 +134,8 @@ class FERClassifier(pl.LightningModule):
             if "__init__" not in vars(klass):
                 continue
             params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-            names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY or
-                      p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}  # fmt: skip
+            named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names |= {p.name for p in params if p.kind in named} - {"self"}
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
         return names
