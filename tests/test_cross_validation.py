@@ -13,7 +13,7 @@ from fer_lightning.data.sources import read_ckplus, read_jaffe
 from fer_lightning.emotions import EMOTIONS
 from fer_lightning.errors import ConfigError, DataError
 from tests.helpers.cli import fer
-from tests.helpers.layouts import make_ckplus48, make_jaffe
+from tests.helpers.layouts import make_ckplus48, make_ckplus_sequences, make_jaffe
 
 CKPLUS_SUBJECT = r"^(S\d+)_"
 JAFFE_SUBJECT = r"^([A-Z]{2})\."
@@ -33,6 +33,28 @@ def test_ckplus_maps_folders_by_name_and_counts_what_it_drops(ckplus, caplog):
     assert "left out (data.source.drop_classes): 12 contempt" in caplog.text
     counts = dict(zip(EMOTIONS, manifest.class_counts().tolist(), strict=True))
     assert counts == dict.fromkeys(EMOTIONS, 12) | {"neutral": 0}  # CK+48 has no neutral
+
+
+def test_ckplus_original_layout_labels_each_sequences_last_frames(tmp_path, caplog):
+    sequences = {"S005/001": 3, "S005/002": 2, "S010/001": 7, "S010/002": None}
+    root = make_ckplus_sequences(tmp_path / "CK+", sequences, frames=5)
+    with caplog.at_level("INFO", logger="fer_lightning.data"):
+        (manifest,) = read_ckplus(root, ["contempt"], neutral_frames=1).values()
+    by_name = {
+        Path(p).name: EMOTIONS[y] for p, y in zip(manifest.paths, manifest.labels, strict=True)
+    }
+    # disgust (3) and surprise (7): the last 3 frames; every labeled sequence: frame 1 neutral
+    assert by_name == {
+        **{f"S005_001_{i:08d}.png": "disgust" for i in (3, 4, 5)},
+        **{f"S010_001_{i:08d}.png": "surprise" for i in (3, 4, 5)},
+        **{f"S{s}_00{t}_00000001.png": "neutral" for s, t in (("005", 1), ("005", 2), ("010", 1))},
+    }
+    assert "left out (data.source.drop_classes): 3 contempt" in caplog.text  # S005/002's peak
+    assert re.match(CKPLUS_SUBJECT, "S010_001_00000003.png")  # the same subject pattern
+    (root / "Emotion/S005/001/S005_001_00000005_emotion.txt").write_text("   9.0000000e+00\n")
+    with pytest.raises(DataError, match=r"S005_001_00000005_emotion.txt:1: '9.0000000e\+00' is "
+                       r"not a CK\+ emotion code 0..7"):  # fmt: skip
+        read_ckplus(root, ["contempt"])
 
 
 def test_jaffe_labels_come_from_the_file_name(tmp_path):

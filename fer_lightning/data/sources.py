@@ -367,17 +367,39 @@ def _log_dropped(dropped: Counter, where: str) -> None:
         log.info("%s: left out (data.source.drop_classes): %s", where, counts)
 
 
-def read_ckplus(root: str | os.PathLike, drop_classes: Sequence[str] = ()) -> dict[str, Manifest]:
-    """CK+ in its CK+48 layout, ``root/<emotion>/S010_004_00000017.png``: one split, ``train``.
+# the codes 0..7 of CK+'s Emotion/*_emotion.txt files
+CKPLUS_CODES = ("neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness",
+                "surprise")  # fmt: skip
+CKPLUS_IMAGES = "cohn-kanade-images"  # the original layout's image folder, beside Emotion/
+
+
+def read_ckplus(
+    root: str | os.PathLike,
+    drop_classes: Sequence[str] = (),
+    peak_frames: int = 3,
+    neutral_frames: int = 0,
+) -> dict[str, Manifest]:
+    """CK+ in either layout: one split, ``train``.
+
+    - CK+48: ``root/<emotion>/S010_004_00000017.png``.
+    - The original release: ``root/cohn-kanade-images/S005/001/*.png`` with
+      ``root/Emotion/S005/001/S005_001_00000011_emotion.txt`` (code 0..7) for the labeled
+      sequences. Each labeled sequence gives its last ``peak_frames`` frames as its emotion
+      (3, as CK+48 was made) and its first ``neutral_frames`` frames as neutral (0, as CK+48).
 
     CK+ has no official test split: the literature cross-validates by subject
     (``data.folds``, the subject from the file name). Contempt is not a basic emotion:
     ``drop_classes`` must name it (``conf/data/ckplus.yaml`` does), and the log counts it.
     """
-    root = _root(root, "CK+48 data set")
+    root = _root(root, "CK+ data set")
+    if (root / "Emotion").is_dir():
+        return _ckplus_sequences(root, drop_classes, peak_frames, neutral_frames)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise DataError(f"{root} has no class folders; expected {root}/<emotion>/*.png (CK+48)")
+        raise DataError(
+            f"{root} has no class folders; expected {root}/<emotion>/*.png (CK+48) or "
+            f"{root}/Emotion/ and {root}/{CKPLUS_IMAGES}/ (the original release)"
+        )
     paths: list[str] = []
     labels: list[int] = []
     dropped: Counter = Counter()
@@ -390,6 +412,60 @@ def read_ckplus(root: str | os.PathLike, drop_classes: Sequence[str] = ()) -> di
         paths += images
         labels += [label] * len(images)
     _log_dropped(dropped, f"CK+48 {root}")
+    return _finish(
+        {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"CK+ {root}"
+    )
+
+
+def _ckplus_code(label_file: Path) -> str:
+    text = label_file.read_text(errors="replace").strip()
+    try:
+        code = float(text)
+    except ValueError:
+        code = -1.0
+    if not code.is_integer() or not 0 <= code < len(CKPLUS_CODES):
+        raise DataError(
+            f"{label_file}:1: {text[:40]!r} is not a CK+ emotion code 0..{len(CKPLUS_CODES) - 1} "
+            f"({', '.join(CKPLUS_CODES)})"
+        )
+    return CKPLUS_CODES[int(code)]
+
+
+def _ckplus_sequences(
+    root: Path, drop_classes: Sequence[str], peak_frames: int, neutral_frames: int
+) -> dict[str, Manifest]:
+    """The original layout: the labeled sequences' last (and first) frames."""
+    for name, value in (("peak_frames", peak_frames), ("neutral_frames", neutral_frames)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"data.source.{name}={value!r}: must be an integer >= 0")
+    images_dir = root / CKPLUS_IMAGES
+    label_files = sorted((root / "Emotion").rglob("*_emotion.txt"))
+    if not label_files:
+        raise DataError(f"{root}/Emotion holds no *_emotion.txt label file (CK+'s layout)")
+    paths: list[str] = []
+    labels: list[int] = []
+    dropped: Counter = Counter()
+    neutral = emotion_index("neutral")
+    for label_file in label_files:
+        sequence = label_file.parent.relative_to(root / "Emotion")  # S005/001
+        frames = sorted(p for p in (images_dir / sequence).glob("*") if is_image(p))
+        if len(frames) < max(peak_frames, 1) + neutral_frames:
+            raise DataError(
+                f"{label_file}: its sequence {images_dir / sequence} has {len(frames)} frames, "
+                f"fewer than data.source.peak_frames + neutral_frames "
+                f"({peak_frames} + {neutral_frames}); is {CKPLUS_IMAGES}/ beside Emotion/?"
+            )
+        emotion = _ckplus_code(label_file)
+        label = _kept(emotion, drop_classes, f"{label_file}:1")
+        peaks = [str(p) for p in frames[len(frames) - peak_frames :]] if peak_frames else []
+        if label is None:
+            dropped[emotion] += len(peaks)
+        else:
+            paths += peaks
+            labels += [label] * len(peaks)
+        paths += [str(p) for p in frames[:neutral_frames]]
+        labels += [neutral] * neutral_frames
+    _log_dropped(dropped, f"CK+ {root}")
     return _finish(
         {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"CK+ {root}"
     )

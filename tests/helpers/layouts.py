@@ -138,6 +138,22 @@ def make_ckplus48(root: Path, subjects: int, per_subject: int = 1) -> Path:
     return root
 
 
+def make_ckplus_sequences(root: Path, sequences: Mapping[str, int | None], frames: int = 5) -> Path:
+    """CK+'s original layout: ``cohn-kanade-images/S005/001/S005_001_0000000<i>.png`` for
+    ``{"S005/001": code}``, and ``Emotion/.../..._emotion.txt`` holding the code as CK+ writes
+    it (``   3.0000000e+00``) unless the code is None (an unlabeled sequence)."""
+    for sequence, code in sequences.items():
+        subject, take = sequence.split("/")
+        for i in range(1, frames + 1):
+            name = f"{subject}_{take}_{i:08d}.png"
+            write_image(root / "cohn-kanade-images" / subject / take / name, seed=i)
+        if code is not None:
+            label = root / "Emotion" / subject / take / f"{subject}_{take}_{frames:08d}_emotion.txt"
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text(f"   {code:.7e}\n")
+    return root
+
+
 JAFFE_SUBJECTS = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")
 
 
