@@ -225,9 +225,9 @@ def table(header: list[str], rows: list[list[object]]) -> str:
 Side = Callable[[], dict[str, float]]  # one fit: its val and test macro-F1, steps and seconds
 
 
-def parity(seeds: Iterable[tuple[int, dict[str, Side]]]) -> str:
-    """fer-train against a plain loop, per seed, the side that goes first alternating:
-    the table of both sides and the mean difference of test macro-F1 (goal >= 0)."""
+def parity(seeds: Iterable[tuple[int, dict[str, Side]]], key: str = "seed") -> str:
+    """fer-train against a plain loop, per seed (or fold: ``key``), the side that goes first
+    alternating: the table of both sides and the mean difference of test macro-F1 (goal >= 0)."""
     rows, diffs = [], []
     for i, (seed, sides) in enumerate(seeds):
         order = ["fer", "plain"] if i % 2 == 0 else ["plain", "fer"]
@@ -240,7 +240,7 @@ def parity(seeds: Iterable[tuple[int, dict[str, Side]]]) -> str:
              f"{fer['seconds']:.0f}", plain["steps"], f"{100 * plain['val']:.1f}",
              f"{100 * plain['test']:.1f}", f"{plain['seconds']:.0f}", f"{100 * diff:+.1f}"]
         )  # fmt: skip
-    header = ["seed", "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
+    header = [key, "fer steps", "fer val", "fer test", "fer s", "plain steps", "plain val",
               "plain test", "plain s", "fer - plain"]  # fmt: skip
     mean = statistics.mean(diffs)
     return (

@@ -18,6 +18,12 @@ run the same optimizer steps: ``trainer.max_epochs=6``, or a step budget
 
     .venv/bin/python benchmarks/transfer_parity.py [--seeds 1,2,3] [--timm-head] [overrides]
     .venv/bin/python benchmarks/transfer_parity.py --data /tmp/fer2013 trainer.max_epochs=6
+
+``--folds K`` compares fold by fold instead of seed by seed (one seed), for the posed sets'
+subject-independent cross-validation, e.g. CK+48 (fetched by hand, never committed):
+
+    .venv/bin/python benchmarks/transfer_parity.py --folds 10 data=ckplus data.root=/tmp/CK+48 \
+        data.image_size=48 data.cache=memory trainer.max_epochs=10
 """
 
 from __future__ import annotations
@@ -59,8 +65,10 @@ TIMM_HEAD = (
 )
 
 
-def fer_train(seed: int, tmp: Path, overrides: list[str], timm_head: bool) -> dict[str, float]:
-    run_dir = tmp / f"fer-{seed}-{'timm' if timm_head else 'zero'}"
+def fer_train(
+    seed: int, tmp: Path, overrides: list[str], timm_head: bool, tag: str = ""
+) -> dict[str, float]:
+    run_dir = tmp / f"fer-{seed}{tag}-{'timm' if timm_head else 'zero'}"
     entry = ["-c", TIMM_HEAD] if timm_head else ["-m", "fer_lightning.cli.train"]
     args = [
         "experiment=demo",
@@ -148,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     p = seeded_parser(__doc__)
     p.add_argument("--timm-head", action="store_true", help="fer-train with timm's head init")
     p.add_argument("--data", help="a real class-folder face set (the real-face protocol)")
+    p.add_argument("--folds", type=int, help="folds 0..K-1 of data.folds=K (first seed), not seeds")
     args = p.parse_args(argv)
     seeds, overrides = seeds_and_overrides(args)
     if args.data:
@@ -158,14 +167,21 @@ def main(argv: list[str] | None = None) -> None:
         data_dir = tmp / "data" if args.tiny else REPO / "data"
         overrides = [f"paths.data_dir={data_dir}", *overrides]
 
-        def sides(seed: int) -> dict:
-            cfg = compose_run([f"seed={seed}", *overrides], tiny=False, tmp=tmp)
+        def sides(seed: int, extra: list[str], tag: str = "") -> dict:
+            both = [*overrides, *extra]
+            cfg = compose_run([f"seed={seed}", *both], tiny=False, tmp=tmp)
             return {
-                "fer": lambda: fer_train(seed, tmp, overrides, args.timm_head),
+                "fer": lambda: fer_train(seed, tmp, both, args.timm_head, tag),
                 "plain": lambda: plain_finetune(cfg, seed),
             }
 
-        text = parity((seed, sides(seed)) for seed in seeds)
+        if args.folds:  # one seed, each fold of a subject-independent cross-validation
+            folds = range(args.folds)
+            extra = [[f"data.folds={args.folds}", f"data.fold={f}"] for f in folds]
+            runs = ((f, sides(seeds[0], extra[f], f"-fold{f}")) for f in folds)
+            text = parity(runs, key="fold")
+        else:
+            text = parity((seed, sides(seed, [])) for seed in seeds)
     print(f"fer-train teacher ({head}) vs plain fine-tune; overrides: {' '.join(overrides)}")
     print("macro-F1 in %: best validation epoch, and test at that epoch\n")
     print(text)
