@@ -35,9 +35,9 @@ from fer_lightning.data.sources import (
     _finish,
     _kept,
     _lines,
-    _log_dropped,
     _root,
     _shortlist,
+    log_left_out,
 )
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
@@ -148,9 +148,7 @@ def _parse(label_file: Path, split: str, seen: dict[str, tuple[str, int]]) -> li
             f"{len(repeats)} images are listed twice (one image would be trained and tested "
             f"on, or carry two labels): {_shortlist(repeats)}; keep one line of each"
         )
-    if left_out:
-        counts = ", ".join(f"{n} {e}" for e, n in sorted(left_out.items()))
-        log.info("AffectNet %s: left out (no emotion): %s", label_file, counts)
+    log_left_out(left_out, f"AffectNet {label_file}", "no emotion")
     return faces
 
 
@@ -306,16 +304,10 @@ def read_affectnet(
                 continue
             paths.append(row["path"])
             labels.append(label)
-        _log_dropped(dropped, f"AffectNet {label_file}")
+        log_left_out(dropped, f"AffectNet {label_file}")
         manifests[split] = Manifest(np.array(paths, dtype=np.str_), np.array(labels, np.int64))
     if max_per_class is not None:
         manifests["train"], removed = cap_per_class(manifests["train"], max_per_class, seed)
-        if removed:
-            counts = ", ".join(f"{n} {e}" for e, n in sorted(removed.items()))
-            log.info(
-                "AffectNet %s: left out (data.source.max_per_class=%d): %s",
-                files["train"],
-                max_per_class,
-                counts,
-            )
+        why = f"data.source.max_per_class={max_per_class}"
+        log_left_out(removed, f"AffectNet {files['train']}", why)
     return _finish(manifests, f"AffectNet {root}")

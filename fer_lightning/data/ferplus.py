@@ -49,7 +49,7 @@ import numpy as np
 
 from fer_lightning.data.fer2013 import FER2013_FILE, USAGES, read_fer2013
 from fer_lightning.data.manifest import Manifest
-from fer_lightning.data.sources import _bad_lines_error, _finish, _kept, _lines, _log_dropped
+from fer_lightning.data.sources import _bad_lines_error, _finish, _kept, _lines, log_left_out
 from fer_lightning.emotions import EMOTIONS, NUM_CLASSES
 from fer_lightning.errors import ConfigError, DataError
 
@@ -240,10 +240,8 @@ def read_ferplus(
             f"{labels_file}: {len(repeats)} image names are listed twice (one face would get "
             f"two rows of votes): {', '.join(repeats[:5])}; keep one row of each"
         )
-    if left_out:
-        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(left_out.items()))
-        log.info("FERPlus %s: left out (%s rule): %s", labels_file, ferplus_label, counts)
-    _log_dropped(dropped, f"FERPlus {labels_file}")
+    log_left_out(left_out, f"FERPlus {labels_file}", f"{ferplus_label} rule")
+    log_left_out(dropped, f"FERPlus {labels_file}")
     manifests = {
         usage: Manifest(
             np.array(paths, dtype=np.str_),

@@ -361,10 +361,11 @@ def _kept(label: str, drop: Sequence[str], where: str) -> int | None:
         ) from None
 
 
-def _log_dropped(dropped: Counter, where: str) -> None:
-    if dropped:
-        counts = ", ".join(f"{n} {label}" for label, n in sorted(dropped.items()))
-        log.info("%s: left out (data.source.drop_classes): %s", where, counts)
+def log_left_out(counts: Counter, where: str, why: str = "data.source.drop_classes") -> None:
+    """One log line counting the faces a reader leaves out, by class or reason, and why."""
+    if counts:
+        listed = ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+        log.info("%s: left out (%s): %s", where, why, listed)
 
 
 # the codes 0..7 of CK+'s Emotion/*_emotion.txt files
@@ -411,7 +412,7 @@ def read_ckplus(
             continue
         paths += images
         labels += [label] * len(images)
-    _log_dropped(dropped, f"CK+48 {root}")
+    log_left_out(dropped, f"CK+48 {root}")
     return _finish(
         {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"CK+ {root}"
     )
@@ -465,7 +466,7 @@ def _ckplus_sequences(
             labels += [label] * len(peaks)
         paths += [str(p) for p in frames[:neutral_frames]]
         labels += [neutral] * neutral_frames
-    _log_dropped(dropped, f"CK+ {root}")
+    log_left_out(dropped, f"CK+ {root}")
     return _finish(
         {"train": Manifest(np.array(paths, dtype=np.str_), np.array(labels))}, f"CK+ {root}"
     )
