@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import cli
 from tests.helpers.checkpoints import make_checkpoint
 from tests.helpers.cli import (
     FAST,
@@ -44,7 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
+        cli.ENV["OMP_NUM_THREADS"] = "1"  # the commands' environment, copied at import
+        torch.set_num_threads(1)  # in-process runs: the same sums as the commands
 
 
 @pytest.fixture(scope="session")
