@@ -379,14 +379,14 @@ class FERDataModule(pl.LightningDataModule):
         dataset = PredictDataset(paths, self.eval_transform(), self.read())
         return self.loader(dataset, sampler=sampler, persistent=False)
 
-    def _eval_dataset(self, manifest: Manifest) -> TrainingDataset:
+    def _eval_dataset(self, manifest: Manifest, transform=None, read=None) -> TrainingDataset:
         """Validation and test score the hard label: one-hot targets, whatever the manifest's."""
         return TrainingDataset(
             manifest.paths,
             one_hot(manifest.labels),
             np.ones(len(manifest), np.float32),
-            self.eval_transform(),
-            self.read(),
+            self.eval_transform() if transform is None else transform,
+            self.read() if read is None else read,
         )
 
     def train_size(self) -> int:
@@ -521,11 +521,5 @@ class FERDataModule(pl.LightningDataModule):
         """Another labeled set (``eval_sets``) at this run's evaluation transform, its files
         read directly: the decoded-image cache holds this run's splits only."""
         native = self._common_size(manifest.paths[: 2 * PROBE])  # its own size, as this run's
-        dataset = TrainingDataset(
-            manifest.paths,
-            one_hot(manifest.labels),
-            np.ones(len(manifest), np.float32),
-            eval_transform(native or self.image_size),
-            read_rgb,
-        )
+        dataset = self._eval_dataset(manifest, eval_transform(native or self.image_size), read_rgb)
         return self.loader(dataset, persistent=False)
